@@ -1,0 +1,64 @@
+"""The one async interface every model backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One LM call: a conversation, sampling settings, and which sample (0..k-1) this is.
+
+    `sample` keeps k samples of the same prompt k distinct calls: backends derive their seed from it and
+    the cache keys on it.
+    """
+
+    messages: tuple[tuple[str, str], ...]
+    temperature: float
+    max_tokens: int
+    sample: int = 0
+
+    @classmethod
+    def of(cls, messages: Sequence[dict], temperature: float, max_tokens: int, sample: int = 0) -> ChatRequest:
+        """Build from OpenAI-style `[{"role": ..., "content": ...}]` messages."""
+        return cls(tuple((m["role"], m["content"]) for m in messages), temperature, max_tokens, sample)
+
+    def as_messages(self) -> list[dict[str, str]]:
+        """OpenAI-style message dicts."""
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one call gave back, with its usage. `cached` is true when no backend call was made."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+
+
+class Backend(ABC):
+    """A model behind one async call that takes a batch of requests and returns one completion each.
+
+    Taking a whole batch lets a backend pick its own parallelism: HTTP backends fan out under a
+    semaphore, vLLM sends one `generate`, the embedded model runs them one at a time off the event loop.
+    """
+
+    kind: str = "abstract"
+
+    @property
+    @abstractmethod
+    def model_id(self) -> str:
+        """Identifies the model for the cache (backend kind + model_id form the key prefix)."""
+
+    @abstractmethod
+    async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Answer every request; the result is in request order, one `Completion` per request."""
+
+    async def aclose(self) -> None:
+        """Release connections or engines; the default has nothing to release."""
+        return None

@@ -1,0 +1,49 @@
+"""Errors the tool raises on purpose: each renders as one line that says what to change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ArchonError(Exception):
+    """Base of every error meant for the user; its message is a single actionable line."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One rule broken by an architecture file (or a warning about it)."""
+
+    file: str
+    message: str
+    rule: str | None = None
+    layer: int | None = None
+    op: str | None = None
+
+    def __str__(self) -> str:
+        parts = [self.file]
+        if self.layer is not None:
+            parts.append(f"layer {self.layer} ({self.op})" if self.op else f"layer {self.layer}")
+        if self.rule:
+            parts.append(self.rule)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class ArchitectureError(ArchonError):
+    """An architecture file was refused: one line per broken rule."""
+
+    def __init__(self, issues: list[Issue]):
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class BackendError(ArchonError):
+    """A model backend failed in a way retries cannot fix (missing key, unknown model, server down)."""
+
+
+class BenchmarkError(ArchonError):
+    """A benchmark could not be loaded or is unknown."""
+
+
+class CallBudgetExceeded(ArchonError):
+    """The executor was about to make more LM calls than the static count allows: a bug, never normal."""

@@ -1,0 +1,224 @@
+"""The architecture language as typed data: model entries, units per op, layers, the whole file.
+
+These models only describe shape and ranges (R7); the composition rules that span layers live in
+`archon_search.validate`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[a-z0-9_-]+$"
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_MAX_TOKENS = 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Priced(_Strict):
+    price_in: float | None = Field(default=None, ge=0, description="USD per million prompt tokens")
+    price_out: float | None = Field(default=None, ge=0, description="USD per million completion tokens")
+
+
+class EmbeddedModel(_Priced):
+    """The in-process CPU model (llama-cpp-python); SmolLM2-135M-Instruct unless `model_path` names a GGUF."""
+
+    backend: Literal["embedded"] = "embedded"
+    model_path: str | None = None
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+
+    @property
+    def model_id(self) -> str:
+        return self.model_path or "SmolLM2-135M-Instruct"
+
+
+class OpenAIModel(_Priced):
+    """Any OpenAI-compatible chat completions server."""
+
+    backend: Literal["openai"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(default=16, ge=1)
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.base_url or 'openai'}|{self.model}"
+
+
+class VLLMModel(_Priced):
+    """vLLM's offline engine on local GPUs."""
+
+    backend: Literal["vllm"]
+    model: str
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    max_model_len: int | None = Field(default=None, ge=1)
+
+    @property
+    def model_id(self) -> str:
+        return self.model
+
+
+class ScriptedModel(_Priced):
+    """A deterministic fake for tests, demos and dry runs; never a default."""
+
+    backend: Literal["scripted"]
+    responses: list[str] = Field(default_factory=list)
+    by_prompt: dict[str, str] = Field(default_factory=dict)
+    latency_ms: float = Field(default=0, ge=0)
+
+    @property
+    def model_id(self) -> str:
+        return "scripted"
+
+
+ModelSpec = Annotated[
+    Union[EmbeddedModel, OpenAIModel, VLLMModel, ScriptedModel], Field(discriminator="backend")
+]
+BACKENDS = ("embedded", "openai", "vllm", "scripted")
+
+
+class Defaults(_Strict):
+    """Values every unit inherits unless it sets its own."""
+
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0, le=2)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+
+
+class _Unit(_Strict):
+    model: str
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class GeneratorUnit(_Unit):
+    """Answers the question `samples` times."""
+
+    samples: int = Field(default=1, ge=1)
+
+
+class FuserUnit(_Unit):
+    """Merges the incoming candidates (and critiques) into `samples` new candidates."""
+
+    samples: int = Field(default=1, ge=1)
+
+
+class CriticUnit(_Unit):
+    """Writes strengths and weaknesses for every candidate."""
+
+
+class RankerUnit(_Unit):
+    """Orders the candidates and keeps the best `top_k`."""
+
+    top_k: int = Field(default=1, ge=1)
+
+
+class VerifierUnit(_Unit):
+    """Judges each candidate correct or not; keeps the correct ones (all when none is)."""
+
+
+class UnitTestGeneratorUnit(_Unit):
+    """Writes `num_tests` unit tests for the question."""
+
+    num_tests: int = Field(default=5, ge=1)
+
+
+class UnitTestEvaluatorUnit(_Strict):
+    """Keeps the `top_k` candidates that pass most tests, by running them or by asking a model."""
+
+    model: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    top_k: int = Field(default=1, ge=1)
+    mode: Literal["execute", "llm"] = "execute"
+
+
+class VoterUnit(_Strict):
+    """Keeps the candidates whose extracted answer is most common; makes no LM call."""
+
+    top_k: int = Field(default=1, ge=1)
+
+
+UNIT_TYPES: dict[str, type[_Strict]] = {
+    "generator": GeneratorUnit,
+    "fuser": FuserUnit,
+    "critic": CriticUnit,
+    "ranker": RankerUnit,
+    "verifier": VerifierUnit,
+    "unit_test_generator": UnitTestGeneratorUnit,
+    "unit_test_evaluator": UnitTestEvaluatorUnit,
+    "voter": VoterUnit,
+}
+OPS = tuple(UNIT_TYPES)
+SINGLE_UNIT_OPS = frozenset(OPS) - {"generator", "fuser"}
+
+Unit = Union[
+    GeneratorUnit,
+    FuserUnit,
+    CriticUnit,
+    RankerUnit,
+    VerifierUnit,
+    UnitTestGeneratorUnit,
+    UnitTestEvaluatorUnit,
+    VoterUnit,
+]
+
+
+class Layer(_Strict):
+    """One step of the pipeline: a single op type applied by one or more units."""
+
+    op: Literal[
+        "generator",
+        "fuser",
+        "critic",
+        "ranker",
+        "verifier",
+        "unit_test_generator",
+        "unit_test_evaluator",
+        "voter",
+    ]
+    units: tuple[Unit, ...]
+
+    def to_yaml_obj(self) -> dict:
+        units = [u.model_dump(exclude_none=True, exclude_defaults=False) for u in self.units]
+        return {self.op: units[0] if len(units) == 1 else units}
+
+
+class Architecture(_Strict):
+    """A whole architecture file after parsing; `validate.load_architecture` is how to get one."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    layers: tuple[Layer, ...]
+
+    def temperature(self, unit: Unit) -> float:
+        """The unit's temperature, inherited from the defaults when unset."""
+        value = getattr(unit, "temperature", None)
+        return self.defaults.temperature if value is None else value
+
+    def max_tokens(self, unit: Unit) -> int:
+        """The unit's max_tokens, inherited from the defaults when unset."""
+        value = getattr(unit, "max_tokens", None)
+        return self.defaults.max_tokens if value is None else value
+
+    def to_yaml_obj(self) -> dict:
+        """The architecture as plain data that `yaml.safe_dump` writes and `load_architecture` reads back."""
+        out: dict = {"name": self.name}
+        if self.description:
+            out["description"] = self.description
+        if self.models:
+            out["models"] = {
+                name: spec.model_dump(exclude_none=True, exclude_defaults=True) | {"backend": spec.backend}
+                for name, spec in self.models.items()
+            }
+        out["defaults"] = self.defaults.model_dump()
+        out["layers"] = [layer.to_yaml_obj() for layer in self.layers]
+        return out
