@@ -1,0 +1,43 @@
+"""The fuser op: merges the incoming candidates (and their critiques) into new, better candidates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archon_search.backends.base import Completion
+from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState, numbered
+
+FUSER_PROMPT = """You are given a question and several candidate responses to it, possibly with critiques.
+Some candidates may be wrong. Critically evaluate them, then write ONE single, accurate, complete response
+to the question. Do not mention the candidates; answer the question directly.
+
+Question:
+{question}
+
+Candidate responses:
+{candidates}
+
+Your response to the question:"""
+
+
+class Fuser(Op):
+    """Each unit writes `samples` fused answers from all incoming candidates."""
+
+    name = "fuser"
+
+    def plan(self, state: QueryState) -> list[PlannedCall]:
+        prompt = FUSER_PROMPT.format(question=state.question, candidates=numbered(state.candidates))
+        calls = []
+        sample = 0
+        for ui, unit in enumerate(self.layer.units):
+            for _ in range(unit.samples):
+                calls.append(PlannedCall(unit.model, self.request(unit, prompt, state, sample), ui))
+                sample += 1
+        return calls
+
+    async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
+        fused_from = len(state.candidates)
+        state.candidates = [
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}") for call, c in zip(calls, completions)
+        ]
+        return {"fused_from": fused_from}

@@ -1,0 +1,34 @@
+"""The generator op: answers the question `samples` times per unit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from archon_search.backends.base import Completion
+from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState
+
+GENERATOR_SYSTEM = "You are a helpful, careful assistant. Think step by step, then answer."
+
+
+class Generator(Op):
+    """Each unit samples `samples` candidates; sample indices run across the layer so equal units stay distinct."""
+
+    name = "generator"
+
+    def plan(self, state: QueryState) -> list[PlannedCall]:
+        calls = []
+        sample = 0
+        for ui, unit in enumerate(self.layer.units):
+            for _ in range(unit.samples):
+                request = self.request(unit, state.question, state, sample, GENERATOR_SYSTEM)
+                calls.append(PlannedCall(unit.model, request, ui))
+                sample += 1
+        return calls
+
+    async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
+        state.candidates = [
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}") for call, c in zip(calls, completions)
+        ]
+        if not state.first_layer:
+            state.first_layer = list(state.candidates)
+        return {}

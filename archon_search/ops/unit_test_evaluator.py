@@ -1,0 +1,111 @@
+"""The unit_test_evaluator op: keeps the `top_k` candidates that pass most of the generated tests.
+
+`execute` runs the tests against each candidate's code in the sandbox (no LM call); `llm` asks a model,
+once per candidate, which tests the candidate meets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+
+from archon_search.backends.base import Completion
+from archon_search.ops.base import Op, PlannedCall, QueryState
+from archon_search.sandbox import arun_python
+
+LLM_EVAL_PROMPT = """Here are a question, a candidate response, and {k} tests a correct response must pass.
+For each test decide whether the response passes it. Answer with one line per test, exactly like:
+1: pass
+2: fail
+
+Question:
+{question}
+
+Response:
+{candidate}
+
+Tests:
+{tests}
+
+Results:"""
+
+# The harness runs each test on its own so one failing or hanging test costs only itself.
+_HARNESS = """
+import sys
+_ns = {{}}
+try:
+    exec(compile({code!r}, "candidate", "exec"), _ns)
+except BaseException as exc:
+    print("candidate failed to load:", type(exc).__name__, file=sys.stderr)
+    raise SystemExit(0)
+for _i, _t in enumerate({tests!r}):
+    try:
+        exec(compile(_t, "test", "exec"), _ns)
+        print("PASS", _i, flush=True)
+    except BaseException as exc:
+        print("FAIL", _i, type(exc).__name__, flush=True)
+"""
+
+_RESULT = re.compile(r"^\s*(?:test\s*)?(\d+)\s*[:.)-]\s*\**\s*(pass|passed|fail|failed|yes|no)\b", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_test_results(text: str, k: int) -> list[bool] | None:
+    """Per-test pass/fail from lines like `1: pass`; None when no line could be read."""
+    results: dict[int, bool] = {}
+    for m in _RESULT.finditer(text):
+        i = int(m.group(1)) - 1
+        if 0 <= i < k and i not in results:
+            results[i] = m.group(2).lower() in ("pass", "passed", "yes")
+    if not results:
+        return None
+    return [results.get(i, False) for i in range(k)]
+
+
+class UnitTestEvaluator(Op):
+    """Orders candidates by tests passed (stable: ties keep incoming order) and keeps `top_k`."""
+
+    name = "unit_test_evaluator"
+
+    def plan(self, state: QueryState) -> list[PlannedCall]:
+        unit = self.layer.units[0]
+        if unit.mode == "execute" or not state.tests:
+            return []
+        tests = "\n".join(f"{i}. {t}" for i, t in enumerate(state.tests, 1))
+        return [
+            PlannedCall(
+                unit.model,
+                self.request(
+                    unit,
+                    LLM_EVAL_PROMPT.format(k=len(state.tests), question=state.question, candidate=c.text, tests=tests),
+                    state,
+                ),
+                target=k,
+            )
+            for k, c in enumerate(state.candidates)
+        ]
+
+    async def _execute(self, candidate_text: str, tests: list[str]) -> list[bool]:
+        code = self.ctx.extract(candidate_text) or candidate_text
+        result = await arun_python(_HARNESS.format(code=code, tests=tests), timeout_s=self.ctx.sandbox_timeout_s)
+        passed = {int(m.group(1)) for m in re.finditer(r"^PASS (\d+)$", result.stdout, re.MULTILINE)}
+        return [i in passed for i in range(len(tests))]
+
+    async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
+        unit = self.layer.units[0]
+        event: dict = {}
+        if not state.tests:
+            results: list[list[bool] | None] = [None] * len(state.candidates)
+        elif unit.mode == "execute":
+            results = list(await asyncio.gather(*(self._execute(c.text, state.tests) for c in state.candidates)))
+        else:
+            results = [parse_test_results(c.text, len(state.tests)) for c in completions]
+        unreadable = [k + 1 for k, r in enumerate(results) if r is None]
+        if unreadable:
+            event["fallback"] = f"no test results for candidate(s) {unreadable}; they count as passing none"
+        passed = [sum(r) if r else 0 for r in results]
+        order = sorted(range(len(passed)), key=lambda k: -passed[k])
+        state.candidates = [state.candidates[k] for k in order][: unit.top_k]
+        event["test_results"] = results
+        event["passed"] = passed
+        return event
