@@ -65,3 +65,87 @@ def validate(
             console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
     if refused:
         raise typer.Exit(1)
+
+
+def _cache(cache: Optional[Path], no_cache: bool):
+    from archon_search.cache import ResponseCache
+
+    return None if no_cache else ResponseCache(cache)
+
+
+@app.command("eval")
+def eval_command(
+    arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to score."),
+    bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Score only the first N questions of the split."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
+    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for questions.csv and traces/ [results/eval-ARCH-BENCH]."),
+    split: str = typer.Option("all", "--split", help="Which items: all, dev or test (the search's seeded split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file [user cache dir]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
+) -> None:
+    """Score one architecture on a benchmark: accuracy with a 95% CI, coverage, calls, tokens, cost, traces."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from archon_search.backends.registry import BackendPool
+    from archon_search.benchmarks.base import split_items
+    from archon_search.benchmarks.registry import get_benchmark
+    from archon_search.evaluate import evaluate
+
+    if split not in ("all", "dev", "test"):
+        _fail(ArchonError(f"--split must be all, dev or test, not {split!r}"))
+    try:
+        checked = load_architecture(arch_file, _models(models))
+        for warning in checked.warnings:
+            err_console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+        benchmark = get_benchmark(bench)
+        items = benchmark.load(data)
+        if split != "all":
+            dev, test = split_items(items, seed)
+            items = dev if split == "dev" else test
+        items = items[:limit] if limit else items
+        if not items:
+            raise ArchonError(f"benchmark {benchmark.name} has no items to score; check --data, --split and --limit")
+        out_dir = out or Path("results") / f"eval-{checked.arch.name}-{benchmark.name}"
+
+        async def go():
+            async with BackendPool(checked.arch.models, cache=_cache(cache, no_cache)) as pool:
+                with Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=err_console,
+                    transient=True,
+                ) as bar:
+                    task = bar.add_task(f"{checked.arch.name} on {benchmark.name}", total=len(items))
+                    return await evaluate(
+                        checked, benchmark, items, pool, out_dir=out_dir, progress=lambda n: bar.advance(task, n)
+                    )
+
+        result = asyncio.run(go())
+    except ArchonError as exc:
+        _fail(exc)
+    console.print(_summary_table(checked.arch.name, benchmark.name, result.summary))
+    console.print(f"questions: {out_dir / 'questions.csv'}   traces: {out_dir / 'traces'}", highlight=False)
+
+
+def _summary_table(arch: str, bench: str, s):
+    """The eval summary as a rich table."""
+    from rich.table import Table
+
+    table = Table(title=f"{arch} on {bench} ({s.n} questions)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", f"{s.accuracy:.3f}  [95% CI {s.ci_low:.3f}-{s.ci_high:.3f}]")
+    table.add_row("coverage (any first-layer candidate correct)", "n/a" if s.coverage is None else f"{s.coverage:.3f}")
+    table.add_row("LM calls per query", f"{s.calls_per_query:.2f}")
+    table.add_row("tokens per query", f"{s.tokens_per_query:.1f}")
+    table.add_row("model calls made (cache misses)", str(s.backend_calls))
+    table.add_row("cost (USD)", f"{s.cost:.4f}")
+    table.add_row("wall time (s)", f"{s.wall_s:.1f}")
+    return table

@@ -78,7 +78,7 @@ async def run_items(executor: Executor, benchmark: Benchmark, items: Sequence[It
 
 
 async def _score_item(benchmark: Benchmark, item: Item, turns: list[QueryResult], coverage: bool) -> tuple[float, float | None]:
-    score = await benchmark.ascore(item, turns[-1].answer)
+    score = await benchmark.ascore_conversation(item, [t.answer for t in turns])
     if not coverage:
         return score, None
     firsts = turns[0].state.first_layer

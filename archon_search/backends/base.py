@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +30,16 @@ class ChatRequest:
     def as_messages(self) -> list[dict[str, str]]:
         """OpenAI-style message dicts."""
         return [{"role": role, "content": content} for role, content in self.messages]
+
+    @property
+    def seed(self) -> int:
+        """A reproducible sampling seed from the sample index and the conversation (31 bits, fits every server).
+
+        Hashing the conversation too keeps sample 0 of two different prompts from sharing a random stream;
+        `hashlib` rather than `hash()` because the latter is salted per process.
+        """
+        digest = hashlib.sha256(json.dumps([self.sample, self.messages]).encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)

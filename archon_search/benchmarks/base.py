@@ -52,6 +52,10 @@ class Benchmark(ABC):
         """`score` off the event loop, so slow checkers (sandboxes, math-verify) don't stall other work."""
         return await asyncio.to_thread(self.score, item, text)
 
+    async def ascore_conversation(self, item: Item, answers: Sequence[str]) -> float:
+        """Score an item from the architecture's answer to each of its turns; by default the last answer counts."""
+        return await self.ascore(item, answers[-1])
+
 
 def split_items(items: Sequence[Item], seed: int = 0, dev_fraction: float = 0.5) -> tuple[list[Item], list[Item]]:
     """A seeded dev/test split: search scores on dev, the winner is re-scored on test."""
