@@ -85,6 +85,9 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file [user cache dir]."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
+    judge: Optional[str] = typer.Option(
+        None, "--judge", help="Model entry that grades answers of judged benchmarks (mt-bench, scorer: judge)."
+    ),
 ) -> None:
     """Score one architecture on a benchmark: accuracy with a 95% CI, coverage, calls, tokens, cost, traces."""
     import asyncio
@@ -93,6 +96,7 @@ def eval_command(
 
     from archon_search.backends.registry import BackendPool
     from archon_search.benchmarks.base import split_items
+    from archon_search.benchmarks.judged import attach_judge
     from archon_search.benchmarks.registry import get_benchmark
     from archon_search.evaluate import evaluate
 
@@ -114,6 +118,7 @@ def eval_command(
 
         async def go():
             async with BackendPool(checked.arch.models, cache=_cache(cache, no_cache)) as pool:
+                attach_judge(benchmark, pool, judge)
                 with Progress(
                     TextColumn("[bold]{task.description}"),
                     BarColumn(),
@@ -131,6 +136,8 @@ def eval_command(
     except ArchonError as exc:
         _fail(exc)
     console.print(_summary_table(checked.arch.name, benchmark.name, result.summary))
+    if benchmark.kind == "judge":
+        _print_categories(result.rows)
     console.print(f"questions: {out_dir / 'questions.csv'}   traces: {out_dir / 'traces'}", highlight=False)
 
 
@@ -148,4 +155,143 @@ def _summary_table(arch: str, bench: str, s):
     table.add_row("model calls made (cache misses)", str(s.backend_calls))
     table.add_row("cost (USD)", f"{s.cost:.4f}")
     table.add_row("wall time (s)", f"{s.wall_s:.1f}")
+    if s.judge_calls:
+        table.add_row("judge calls (not counted in the budget)", str(s.judge_calls))
+        table.add_row("judge tokens", str(s.judge_tokens))
+        table.add_row("judge cost (USD)", f"{s.judge_cost:.4f}")
+    if s.unscored:
+        table.add_row("unscored (judge unreadable; left out of accuracy)", str(s.unscored))
     return table
+
+
+def _print_categories(rows) -> None:
+    """A judged evaluation's scores per category (when its items have categories): mean score and raw grade."""
+    import math
+
+    from rich.table import Table
+
+    from archon_search.judge import per_category
+
+    categories = per_category(rows)
+    if categories.empty:
+        return
+    table = Table(title="per category")
+    for column in ("category", "questions", "score (0-1)", "grade (1-10)", "unparsed turns"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for r in categories.itertuples():
+        score = "n/a" if math.isnan(r.score) else f"{r.score:.3f}"
+        grade = "n/a" if math.isnan(r.grade) else f"{r.grade:.2f}"
+        table.add_row(str(r.category), str(r.n), score, grade, str(int(r.unparsed)))
+    console.print(table)
+
+
+def _refuse(exc: ArchitectureError) -> None:
+    from rich.markup import escape
+
+    for issue in exc.issues:
+        err_console.print(f"[red]refused[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to draw."),
+    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+) -> None:
+    """Draw an architecture in the terminal: question, layers with their units, answer, and LM calls per query."""
+    from rich.markup import escape
+
+    from archon_search.render import render_architecture
+
+    try:
+        checked = load_architecture(arch_file, _models(models))
+    except ArchitectureError as exc:
+        _refuse(exc)
+    console.print(render_architecture(checked))
+    for warning in checked.warnings:
+        err_console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
+
+
+@app.command("import-archon")
+def import_archon_command(
+    config: Path = typer.Argument(..., metavar="CONFIG.json", help="Archon JSON config to convert."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML to this file instead of printing it."),
+) -> None:
+    """Convert an Archon JSON config into an architecture file, or say which rule keeps it from being one."""
+    from rich.markup import escape
+
+    from archon_search.archon_import import import_archon
+
+    try:
+        result = import_archon(config)
+    except ArchitectureError as exc:
+        _refuse(exc)
+    except ArchonError as exc:
+        _fail(exc)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
+    if out is None:
+        typer.echo(result.yaml_text, nl=False)
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.yaml_text)
+    except OSError as exc:
+        _fail(ArchonError(f"cannot write {out}: {exc.strerror}; choose another --out"))
+    console.print(f"[green]wrote[/green] {escape(str(out))}", highlight=False)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., metavar="RUN", help="Run folder written by `archon-search run`."),
+    out: Path = typer.Option(Path("best.yaml"), "--out", "-o", help="File to write."),
+    trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial instead of the run's best."),
+    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries replacing the run's."),
+) -> None:
+    """Write a run's best architecture (or --trial N) as a self-contained YAML file, ready to validate and serve."""
+    from rich.markup import escape
+
+    from archon_search.export import export_run
+
+    try:
+        exported = export_run(run, out, trial, _models(models))
+    except ArchitectureError as exc:
+        _refuse(exc)
+    except ArchonError as exc:
+        _fail(exc)
+    console.print(
+        f"[green]wrote[/green] {escape(str(out))}: trial {exported.trial.number} of {escape(str(run))}, "
+        f"{exported.checked.calls_per_query} LM calls per query; serve it with: archon-search serve {escape(str(out))}",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to serve."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port to listen on."),
+    api_key_env: Optional[str] = typer.Option(
+        None, "--api-key-env", help="Require 'Authorization: Bearer <key>', the key read from this environment variable."
+    ),
+    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file [user cache dir]."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
+) -> None:
+    """Serve an architecture as an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models, GET /health."""
+    from archon_search.api import Architecture
+    from archon_search.serve import api_key_from_env
+    from archon_search.serve import serve as serve_forever
+
+    try:
+        key = api_key_from_env(api_key_env) if api_key_env else None
+        arch = Architecture.load(arch_file, _models(models), cache=_cache(cache, no_cache))
+        console.print(
+            f"serving {arch.name} ({arch.calls_per_query} LM calls per query) at http://{host}:{port}/v1",
+            highlight=False,
+        )
+        serve_forever(arch, host, port, key)
+    except ArchitectureError as exc:
+        _refuse(exc)
+    except ArchonError as exc:
+        _fail(exc)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# everything str.splitlines() breaks on: user text (a model name, a field) must not split an issue's line
+_LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 class ArchonError(Exception):
@@ -26,7 +30,7 @@ class Issue:
         if self.rule:
             parts.append(self.rule)
         parts.append(self.message)
-        return ": ".join(parts)
+        return _LINE_BREAKS.sub(lambda m: repr(m.group())[1:-1], ": ".join(parts))
 
 
 class ArchitectureError(ArchonError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ import pandas as pd
 
 from archon_search.backends.base import Backend
 from archon_search.benchmarks.base import Benchmark, Item
+from archon_search.benchmarks.judged import JudgedBenchmark
 from archon_search.executor import Executor, QueryResult, Usage
+from archon_search.judge import Judgement
 from archon_search.metrics import accuracy_ci
 from archon_search.ops import OpContext, QueryState
 from archon_search.traces import write_trace
@@ -35,6 +38,12 @@ class EvalSummary:
     backend_calls: int
     cost: float
     wall_s: float
+    #: The judge's calls (judged benchmarks): reported apart, never counted against the architecture's budget.
+    judge_calls: int = 0
+    judge_tokens: int = 0
+    judge_cost: float = 0.0
+    #: Questions whose score is NaN (the judge gave nothing readable): left out of `accuracy` and its CI.
+    unscored: int = 0
 
 
 @dataclass
@@ -77,13 +86,19 @@ async def run_items(executor: Executor, benchmark: Benchmark, items: Sequence[It
     return per_item
 
 
-async def _score_item(benchmark: Benchmark, item: Item, turns: list[QueryResult], coverage: bool) -> tuple[float, float | None]:
-    score = await benchmark.ascore_conversation(item, [t.answer for t in turns])
+async def _score_item(
+    benchmark: Benchmark, item: Item, turns: list[QueryResult], coverage: bool
+) -> tuple[float, float | None, Judgement | None]:
+    answers = [t.answer for t in turns]
+    if isinstance(benchmark, JudgedBenchmark):
+        judgement = await benchmark.ajudge(item, answers)
+        return judgement.score, None, judgement
+    score = await benchmark.ascore_conversation(item, answers)
     if not coverage:
-        return score, None
+        return score, None, None
     firsts = turns[0].state.first_layer
     scores = await asyncio.gather(*(benchmark.ascore(item, c.text) for c in firsts))
-    return score, float(any(s >= 1.0 for s in scores))
+    return score, float(any(s >= 1.0 for s in scores)), None
 
 
 async def evaluate(
@@ -107,31 +122,34 @@ async def evaluate(
     with_coverage = benchmark.kind != "judge"
     rows: list[dict] = []
     total = Usage()
+    judge_total = Usage()
     for start in range(0, len(items), chunk_size):
         chunk = list(items[start : start + chunk_size])
         per_item = await run_items(executor, benchmark, chunk)
         scored = await asyncio.gather(
             *(_score_item(benchmark, item, turns, with_coverage) for item, turns in zip(chunk, per_item))
         )
-        for item, turns, (score, covered) in zip(chunk, per_item, scored):
+        for item, turns, (score, covered, judgement) in zip(chunk, per_item, scored):
             usage = Usage()
             for turn in turns:
                 usage.add(turn.usage)
             total.add(usage)
-            rows.append(
-                {
-                    "id": item.id,
-                    "correct": score,
-                    "answer": turns[-1].answer,
-                    "extracted": benchmark.extract(turns[-1].answer),
-                    "reference": item.reference,
-                    "calls": usage.calls,
-                    "tokens": usage.tokens,
-                    "backend_calls": usage.backend_calls,
-                    "cost": usage.cost,
-                    "covered": covered,
-                }
-            )
+            row = {
+                "id": item.id,
+                "correct": score,
+                "answer": turns[-1].answer,
+                "extracted": benchmark.extract(turns[-1].answer),
+                "reference": item.reference,
+                "calls": usage.calls,
+                "tokens": usage.tokens,
+                "backend_calls": usage.backend_calls,
+                "cost": usage.cost,
+                "covered": covered,
+            }
+            if judgement is not None:
+                judge_total.add(judgement.usage)
+                row.update(category=item.meta.get("category"), **judgement.columns())
+            rows.append(row)
             if out_dir is not None:
                 header = {
                     "id": item.id,
@@ -141,24 +159,31 @@ async def evaluate(
                     "score": score,
                     "covered": covered,
                 }
+                if judgement is not None:
+                    header["judge"] = judgement.trace()
                 events = [dict(e, turn=t) for t, turn in enumerate(turns) for e in turn.state.events]
                 write_trace(out_dir / "traces", item.id, header, events)
         if progress is not None:
             progress(len(chunk))
         if on_chunk is not None:
-            on_chunk([r["correct"] for r in rows], total.calls)
+            on_chunk([r["correct"] for r in rows if not math.isnan(r["correct"])], total.calls)
     frame = pd.DataFrame(rows)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out_dir / "questions.csv", index=False)
-    return EvalResult(frame, summarize(frame, total, time.perf_counter() - started))
+    return EvalResult(frame, summarize(frame, total, time.perf_counter() - started, judge_total))
 
 
-def summarize(frame: pd.DataFrame, total: Usage, wall_s: float) -> EvalSummary:
-    """Accuracy with a bootstrap CI, coverage, and per-query usage from the per-question rows."""
+def summarize(frame: pd.DataFrame, total: Usage, wall_s: float, judge: Usage | None = None) -> EvalSummary:
+    """Accuracy with a bootstrap CI, coverage, and per-query usage from the per-question rows.
+
+    NaN scores (unparsed judgements) are left out of the accuracy and counted in `unscored`; `judge` is the
+    judge model's usage, reported apart from the architecture's.
+    """
     n = len(frame)
-    scores = frame["correct"].astype(float).tolist() if n else []
-    mean, lo, hi = accuracy_ci(scores) if n else (0.0, 0.0, 0.0)
+    scores = frame["correct"].astype(float).dropna().tolist() if n else []
+    mean, lo, hi = accuracy_ci(scores) if scores else (0.0, 0.0, 0.0)
+    judge = judge or Usage()
     covered = frame["covered"].dropna() if n else pd.Series(dtype=float)
     return EvalSummary(
         n=n,
@@ -171,4 +196,8 @@ def summarize(frame: pd.DataFrame, total: Usage, wall_s: float) -> EvalSummary:
         backend_calls=total.backend_calls,
         cost=total.cost,
         wall_s=wall_s,
+        judge_calls=judge.calls,
+        judge_tokens=judge.tokens,
+        judge_cost=judge.cost,
+        unscored=n - len(scores),
     )

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from archon_search.backends.base import Backend, Completion
+from archon_search.backends.registry import cost_usd
 from archon_search.errors import CallBudgetExceeded
 from archon_search.ops import OPS, Op, OpContext, PlannedCall, QueryState
 from archon_search.validate import Validated
@@ -58,14 +59,6 @@ class QueryResult:
     @property
     def answer(self) -> str:
         return self.state.answer
-
-
-def _price(spec, completion: Completion) -> float:
-    if completion.cached:
-        return 0.0
-    price_in = getattr(spec, "price_in", None) or 0.0
-    price_out = getattr(spec, "price_out", None) or 0.0
-    return (completion.prompt_tokens * price_in + completion.completion_tokens * price_out) / 1e6
 
 
 class Executor:
@@ -130,7 +123,9 @@ class Executor:
             usage.backend_calls += 0 if completion.cached else 1
             usage.prompt_tokens += completion.prompt_tokens
             usage.completion_tokens += completion.completion_tokens
-            usage.cost += _price(self.arch.models.get(call.model), completion)
+            spec = self.arch.models.get(call.model)
+            if spec is not None and not completion.cached:
+                usage.cost += cost_usd(spec, completion.prompt_tokens, completion.completion_tokens) or 0.0
             calls.append(
                 {
                     "model": call.model,

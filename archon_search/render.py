@@ -25,8 +25,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def _arrow(label: str) -> Text:
-    text = Text("   │ ", style="dim")
-    text.append(label, style="cyan")
+    text = Text("   │", style="dim")
+    if label:
+        text.append(f" {label}", style="cyan")
     text.append("\n   ▼", style="dim")
     return text
 
@@ -48,15 +49,15 @@ def unit_settings(arch: Architecture, unit: Unit) -> str:
 
 def _layer_panel(arch: Architecture, layer: Layer, count: LayerCount, graph: nx.DiGraph) -> Panel:
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
     grid.add_column()
     several = len(layer.units) > 1
     if several:
-        grid.add_column(style="magenta", justify="right")
+        grid.add_column(style="magenta", justify="right", no_wrap=True)
     for ui, unit in enumerate(layer.units):
         name = getattr(unit, "model", None)
-        label = model_label(arch, name) if name is not None else NO_MODEL_NOTES[layer.op]
-        row = [Text(label), Text(unit_settings(arch, unit))]
+        cell = Text(model_label(arch, name) if name is not None else NO_MODEL_NOTES[layer.op], style="bold")
+        cell.append(f"\n  {unit_settings(arch, unit)}", style="not bold")
+        row = [cell]
         if several:
             row.append(Text(_plural(graph.nodes[unit_node(count.index, ui)]["calls"], "call")))
         grid.add_row(*row)
@@ -80,7 +81,7 @@ def render_architecture(checked: Validated) -> RenderableType:
         header.append(f"\n{arch.description}", style="italic")
     parts: list[RenderableType] = [header, Text(""), Text("question", style="bold green")]
     for layer, count in zip(arch.layers, checked.layers):
-        label = "the question" if count.index == 0 else _plural(count.candidates_in, "candidate")
+        label = "" if count.index == 0 else _plural(count.candidates_in, "candidate")
         parts += [_arrow(label), _layer_panel(arch, layer, count, graph)]
     parts += [
         _arrow(_plural(checked.layers[-1].candidates_out, "candidate")),

@@ -73,4 +73,3 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         """Release connections or engines; the default has nothing to release."""
-        return None
