@@ -147,7 +147,8 @@ class Executor:
                 "layer": op.index,
                 "op": op.name,
                 **event,
-                "candidates": [asdict(c) for c in result.state.candidates],
+                # candidates hold only strings: a shallow copy equals asdict() at a tenth of its cost
+                "candidates": [dict(vars(c)) for c in result.state.candidates],
                 "calls": calls,
                 "usage": asdict(usage),
             }

@@ -75,11 +75,15 @@ def parse_yaml(text: str, file: str) -> Any:
         raise ArchitectureError([Issue(file, f"{where}YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise ArchitectureError([Issue(file, f"YAML error: {exc}".splitlines()[0])]) from None
-    except ValueError as exc:
-        # PyYAML's constructors raise bare ValueError on scalars like `2020-13-45` or `!!float x`
-        raise ArchitectureError([Issue(file, f"YAML value error: {exc}; quote the value to keep it a string")]) from None
     except RecursionError:
         raise ArchitectureError([Issue(file, "YAML nested too deeply; flatten the structure")]) from None
+    except Exception as exc:  # noqa: BLE001
+        # PyYAML's scalar constructors raise bare ValueError, IndexError, KeyError, AttributeError... on explicit
+        # tags or odd scalars (`!!float `, `!!bool x`, `2020-13-45`); the validator must still answer in one line
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ArchitectureError(
+            [Issue(file, f"YAML value cannot be built ({reason}); quote the value to keep it a string")]
+        ) from None
 
 
 def parse_models(raw: Any, file: str, issues: list[Issue]) -> dict[str, Any]:

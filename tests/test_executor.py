@@ -197,3 +197,34 @@ def test_cost_from_prices_counts_only_model_calls():
     (result,) = asyncio.run(go())
     u = result.usage
     assert u.cost == pytest.approx(u.prompt_tokens * 1.0 + u.completion_tokens * 2.0)
+
+
+def test_unit_tests_execute_mode_ranks_by_tests_passed_in_the_sandbox():
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    right = "```python\ndef add(a, b):\n    return a + b\n```"
+    hangs = "```python\ndef add(a, b):\n    while True:\n        pass\n```"
+    spec = scripted(
+        responses=[wrong, hangs, right],
+        by_prompt={"unit tests": "assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0"},
+    )
+    checked = validate_text(
+        """
+name: a
+layers:
+  - generator: {model: m, samples: 3}
+  - unit_test_generator: {model: m, num_tests: 3}
+  - unit_test_evaluator: {mode: execute, top_k: 1}
+""",
+        models={"m": spec},
+    )
+
+    def fenced(text):
+        found = re.search(r"```python\n(.*?)```", text, re.S)
+        return found.group(1) if found else None
+
+    ctx = OpContext(extract=fenced, task_kind="code", sandbox_timeout_s=3)
+    (result,) = run(checked, {"m": ScriptedBackend(spec)}, states(1), ctx)
+    assert result.answer == right
+    event = result.state.events[2]
+    assert event["passed"] == [1, 0, 3]  # a - b passes only add(0, 0) == 0; the hanging one passes none
+    assert result.usage.calls == checked.calls_per_query == 4

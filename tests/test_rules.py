@@ -289,7 +289,9 @@ def test_yaml_syntax_error_gives_line_and_column():
     ]
 
 
-@pytest.mark.parametrize("text", ["name: 2020-13-45\n", "name: !!float x\n", "[" * 5000])
+@pytest.mark.parametrize(
+    "text", ["name: 2020-13-45\n", "name: !!float x\n", "name: !!float \n", "name: !!bool x\n", "[" * 5000]
+)
 def test_yaml_values_pyyaml_cannot_build_are_refused_not_crashed(text):
     (line,) = refused(text)
     assert line.startswith(f"{FILE}: YAML")
