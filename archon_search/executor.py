@@ -12,7 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from archon_search.backends.base import Backend, Completion
 from archon_search.backends.registry import cost_usd
@@ -150,7 +150,7 @@ class Executor:
                 # candidates hold only strings: a shallow copy equals asdict() at a tenth of its cost
                 "candidates": [dict(vars(c)) for c in result.state.candidates],
                 "calls": calls,
-                "usage": asdict(usage),
+                "usage": dict(vars(usage)),
             }
         )
 

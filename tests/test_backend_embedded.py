@@ -68,3 +68,11 @@ def test_fit_keeps_the_end_of_the_last_user_message():
 def test_missing_gguf_is_a_one_line_error(tmp_path):
     with pytest.raises(BackendError, match="model_path .* is not a file"):
         EmbeddedBackend(EmbeddedModel(model_path=str(tmp_path / "nope.gguf")))
+
+
+def test_an_invalid_gguf_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    backend = EmbeddedBackend(EmbeddedModel(model_path=str(bad)))
+    with pytest.raises(BackendError, match="cannot load GGUF .*bad.gguf"):
+        asyncio.run(backend.complete([ask("hi")]))

@@ -19,9 +19,13 @@ import subprocess
 import sys
 import threading
 
+from archon_search.errors import BenchmarkError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 5.0
+#: A worker imports sympy and math-verify before it says it is ready; comparisons are timed only after that.
+STARTUP_TIMEOUT_S = 120.0
 POOL_SIZE = max(1, min(4, os.cpu_count() or 1))
 
 # Spelling-only differences that need no sympy: spacing, \left/\right, \dfrac, degree marks, \text{}, \$.
@@ -57,21 +61,28 @@ class _Worker:
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
             text=True,
         )
+        if self._read_line(STARTUP_TIMEOUT_S) != "ready":
+            self.close()
+            raise BenchmarkError("the math-verify worker did not start; check that `import math_verify` works")
+
+    def _read_line(self, timeout_s: float) -> str | None:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        return line.strip() if line else None
 
     def ask(self, reference: str, answer: str, timeout_s: float) -> bool | None:
         """The verdict, or None when the worker overran or died (it must then be discarded)."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc.stdin is not None
         try:
             self.proc.stdin.write(json.dumps([reference, answer]) + "\n")
             self.proc.stdin.flush()
-            ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-            line = self.proc.stdout.readline() if ready else ""
+            line = self._read_line(timeout_s)
         except (OSError, ValueError):
             return None
-        return line.strip() == "1" if line else None
+        return None if line is None else line == "1"
 
     def close(self) -> None:
         """Kill the process (it may be stuck in sympy) and reap it."""
@@ -132,6 +143,7 @@ def _serve() -> None:
     logging.disable(logging.WARNING)
     from math_verify import parse, verify
 
+    print("ready", flush=True)
     for line in sys.stdin:
         reference, answer = json.loads(line)
         try:
