@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from archon_search.errors import ArchonError, ArchitectureError
 from archon_search.validate import load_architecture, load_models_file
@@ -23,7 +24,7 @@ err_console = Console(stderr=True)
 
 def _fail(exc: ArchonError) -> None:
     for line in str(exc).splitlines():
-        err_console.print(f"[red]error[/red] {line}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -55,14 +56,15 @@ def validate(
         except ArchitectureError as exc:
             refused += 1
             for issue in exc.issues:
-                err_console.print(f"[red]refused[/red] {issue}", highlight=False, soft_wrap=True)
+                err_console.print(f"[red]refused[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
             continue
         console.print(
-            f"[green]ok[/green] {file}: {checked.arch.name}: {checked.calls_per_query} LM calls per query",
+            f"[green]ok[/green] {escape(str(file))}: {checked.arch.name}: {checked.calls_per_query} LM calls per query",
             highlight=False,
+            soft_wrap=True,
         )
         for warning in checked.warnings:
-            console.print(f"[yellow]warning[/yellow] {warning}", highlight=False, soft_wrap=True)
+            console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
     if refused:
         raise typer.Exit(1)
 
@@ -105,7 +107,7 @@ def eval_command(
     try:
         checked = load_architecture(arch_file, _models(models))
         for warning in checked.warnings:
-            err_console.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+            err_console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
         benchmark = get_benchmark(bench)
         items = benchmark.load(data)
         if split != "all":

@@ -50,7 +50,10 @@ def _pydantic_issues(
 ) -> list[Issue]:
     issues = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        parts = list(e["loc"])
+        if parts and parts[0] in BACKENDS:  # a discriminated union puts the backend tag first
+            parts = parts[1:]
+        loc = ".".join(str(p) for p in parts)
         if e["type"] == "extra_forbidden":
             msg = f"{where}unknown field '{loc.split('.')[-1]}'; remove it or fix its spelling"
         elif e["type"] == "missing":
@@ -272,7 +275,10 @@ def check_architecture(
         issues.append(Issue(file, "'layers' must be a non-empty list, starting with a generator layer", "R2"))
         raise ArchitectureError(issues)
     layers = [_parse_layer(i, layer, file, issues) for i, layer in enumerate(raw_layers)]
-    issues.extend(_composition_issues(layers, all_models, file))
+    # a model entry that was refused above is reported once, not again as undefined at each use
+    raw_models = raw.get("models") if isinstance(raw.get("models"), dict) else {}
+    known = dict.fromkeys(map(str, raw_models)) | all_models
+    issues.extend(_composition_issues(layers, known, file))
     if issues:
         raise ArchitectureError(issues)
     used = {getattr(u, "model", None) for layer in layers for u in layer.units}

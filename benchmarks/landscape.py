@@ -30,6 +30,7 @@ force over that function.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import re
@@ -173,13 +174,15 @@ class Landscape:
         """Probability that the model's greedy answer on a question of this level is correct."""
         return _sigmoid(self.models[model].skill - self.levels[level].difficulty)
 
+    def fresh_law(self, model: str, level: int, temperature: float) -> dict[str, float]:
+        """Label probabilities of a generator sample that does not repeat the greedy answer."""
+        right = self.p_greedy(model, level) * (1 - HEAT * temperature)
+        return {"C": right, **self.wrong_law(level, 1 - right)}
+
     def sample_law(self, model: str, level: int, temperature: float, greedy: str) -> dict[str, float]:
         """Label probabilities of one generator sample, given the model's greedy label."""
-        copy = max(0.0, 1.0 - temperature)
-        fresh = self.p_greedy(model, level) * (1 - HEAT * temperature)
-        law = self.wrong_law(level, 1 - fresh)
-        law["C"] = fresh
-        law = {k: (1 - copy) * v for k, v in law.items()}
+        copy = copy_probability(temperature)
+        law = {k: (1 - copy) * v for k, v in self.fresh_law(model, level, temperature).items()}
         law[greedy] += copy
         return law
 
@@ -188,12 +191,12 @@ class Landscape:
         popular = self.levels[level].popular
         return {"P": mass * popular, "U": mass * (1 - popular)}
 
-    def fuse_law(self, model: str, labels: Sequence[str], critiqued: bool) -> dict[str, float]:
+    def fuse_law(self, model: str, level: int, labels: Sequence[str], critiqued: bool) -> dict[str, float]:
         """Label probabilities of one fuser output given its input labels."""
         skill = min(1.0, self.models[model].fuse + (CRITIQUE_BONUS if critiqued else 0.0))
-        right = labels.count("C")
+        right = list(labels).count("C")
         p = skill * (right > 0) + (1 - skill) * right / len(labels)
-        return {"C": p, **self.wrong_law(self._current_level, 1 - p)}
+        return {"C": p, **self.wrong_law(level, 1 - p)}
 
     def rank_skill(self, model: str, critiqued: bool) -> float:
         """Probability that the ranker puts a correct candidate first when one exists."""
@@ -225,13 +228,10 @@ class Landscape:
         key = (level,) + tuple(self._layer_key(arch, i) for i in range(depth))
         if key in self._memo:
             return self._memo[key]
-        self._current_level = level
         if depth == 1:
             dist = self._generate(arch, level)
         else:
-            before = self._distribution(arch, level, depth - 1)
-            self._current_level = level
-            dist = self._apply(arch, depth - 1, before)
+            dist = self._apply(arch, depth - 1, level, self._distribution(arch, level, depth - 1))
         self._memo[key] = dist
         return dist
 
@@ -252,7 +252,7 @@ class Landscape:
                 dist[(labels, False)] = dist.get((labels, False), 0.0) + p
         return dist
 
-    def _apply(self, arch: Architecture, index: int, before: dict) -> dict:
+    def _apply(self, arch: Architecture, index: int, level: int, before: dict) -> dict:
         layer = arch.layers[index]
         unit = layer.units[0]
         after: dict = {}
@@ -265,7 +265,7 @@ class Landscape:
             elif layer.op == "fuser":
                 seqs = {(): 1.0}
                 for u in layer.units:
-                    law = self.fuse_law(u.model, labels, critiqued)
+                    law = self.fuse_law(u.model, level, labels, critiqued)
                     for _ in range(u.samples):
                         seqs = _extend(seqs, law)
                 outcomes = {(out, False): q for out, q in seqs.items()}
@@ -278,6 +278,11 @@ class Landscape:
             for state, q in outcomes.items():
                 after[state] = after.get(state, 0.0) + p * q
         return after
+
+
+def copy_probability(temperature: float) -> float:
+    """Probability that a generator sample repeats the model's greedy answer."""
+    return max(0.0, 1.0 - temperature)
 
 
 def _extend(seqs: dict, law: dict[str, float]) -> dict:
@@ -361,8 +366,6 @@ class SimBackend(Backend):
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Answer each request by the landscape's laws."""
         if self.latency_ms:
-            import asyncio
-
             await asyncio.sleep(self.latency_ms / 1000)
         self.calls += len(requests)
         out = []
@@ -373,40 +376,38 @@ class SimBackend(Backend):
         return out
 
     def _answer(self, request: ChatRequest) -> str:
+        land = self.landscape
         prompt = next(content for role, content in reversed(request.messages) if role == "user")
-        item = self.landscape._by_id[_QID.search(prompt).group(1)]
+        item = land._by_id[_QID.search(prompt).group(1)]
         level = item.meta["level"]
-        self.landscape._current_level = level
-        draw = (self.landscape.seed, self.model, prompt, request.sample, request.temperature)
+        draw = (land.seed, self.model, prompt, request.sample, request.temperature)
         if any(role == "system" and content == GENERATOR_SYSTEM for role, content in request.messages):
             return self._generate(item, level, request)
         op = next((name for name, pattern in _OPS.items() if pattern.fullmatch(prompt)), None)
         if op is None:
             raise ValueError(f"the landscape cannot answer this prompt: {prompt[:80]!r}")
+        if op == "verifier":
+            skill = land.models[self.model].verify
+            says_correct = _unit("verify", *draw) < (skill if _label(prompt, item) == "C" else 1 - skill)
+            return "Checked it.\nVerdict: " + ("correct" if says_correct else "incorrect")
         labels = [_label(block, item) for block in _candidates(prompt)]
         critiqued = "Critique of [" in prompt
         if op == "critic":
             return "\n".join(f"[{i}] Strengths: clear. Weaknesses: unchecked." for i in range(1, len(labels) + 1))
-        if op == "verifier":
-            skill = self.landscape.models[self.model].verify
-            says_correct = _unit("verify", *draw) < (skill if labels[0] == "C" else 1 - skill)
-            return "Checked it.\nVerdict: " + ("correct" if says_correct else "incorrect")
         if op == "ranker":
-            return " > ".join(f"[{k + 1}]" for k in _ranking(labels, self.landscape.rank_skill(self.model, critiqued), draw))
-        law = self.landscape.fuse_law(self.model, labels, critiqued)
+            order = _ranking(labels, land.rank_skill(self.model, critiqued), draw)
+            return " > ".join(f"[{k + 1}]" for k in order)
+        law = land.fuse_law(self.model, level, labels, critiqued)
         return _render(item, _pick(law, _unit("fuse", *draw)), draw)
 
     def _generate(self, item: Item, level: int, request: ChatRequest) -> str:
         land = self.landscape
-        greedy = "C" if _unit("greedy", land.seed, self.model, item.id) < land.p_greedy(self.model, level) else "P"
-        if _unit("copy", land.seed, self.model, item.id, request.sample, request.temperature) < max(0.0, 1 - request.temperature):
-            return _render(item, greedy, ("greedy", land.seed, self.model, item.id))
-        law = land.sample_law(self.model, level, 1.0 if request.temperature >= 1 else request.temperature, greedy)
-        # a fresh draw: the law without its copy part
-        copy = max(0.0, 1.0 - request.temperature)
-        fresh = {k: (v - (copy if k == greedy else 0.0)) / (1 - copy) for k, v in law.items()}
-        draw = (land.seed, self.model, item.id, request.sample, request.temperature)
-        return _render(item, _pick(fresh, _unit("fresh", *draw)), draw)
+        t = request.temperature
+        if _unit("copy", land.seed, self.model, item.id, request.sample, t) < copy_probability(t):
+            greedy = "C" if _unit("greedy", land.seed, self.model, item.id) < land.p_greedy(self.model, level) else "P"
+            return _render(item, greedy, ())
+        draw = (land.seed, self.model, item.id, request.sample, t)
+        return _render(item, _pick(land.fresh_law(self.model, level, t), _unit("fresh", *draw)), draw)
 
 
 def _pick(law: dict[str, float], u: float) -> str:
