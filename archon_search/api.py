@@ -22,7 +22,9 @@ import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
+
+from typing_extensions import Self
 
 from archon_search.backends.registry import BackendPool
 from archon_search.cache import ResponseCache
@@ -35,8 +37,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Messages = Sequence[Mapping[str, Any]]
-Question = Union[str, Messages]
-CacheChoice = Union[bool, str, Path, ResponseCache, None]
+Question = str | Messages
+CacheChoice = bool | str | Path | ResponseCache | None
 
 # roles a conversation may hold; `developer` is OpenAI's newer name for `system`
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -57,16 +59,21 @@ class Answer:
 
 def _content_text(content: Any, index: int) -> str:
     """A message's text: a string, or OpenAI content parts of type `text` joined."""
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
         texts = []
         for part in content:
             if not isinstance(part, Mapping) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise ConversationError(f"message {index}: only text content parts are supported")
             texts.append(part["text"])
-        return "".join(texts)
-    raise ConversationError(f"message {index}: content must be a string or a list of text parts")
+        content = "".join(texts)
+    if not isinstance(content, str):
+        raise ConversationError(f"message {index}: content must be a string or a list of text parts")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError:
+        # JSON may carry lone surrogates (\ud800) that no model or cache can take
+        raise ConversationError(f"message {index}: content is not valid Unicode; remove lone surrogates") from None
+    return content
 
 
 def conversation(question: Question) -> tuple[str, list[dict[str, str]]]:
@@ -80,7 +87,7 @@ def conversation(question: Question) -> tuple[str, list[dict[str, str]]]:
         if not isinstance(message, Mapping):
             raise ConversationError(f"message {i}: must be a mapping with role and content")
         role = message.get("role")
-        if role not in ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise ConversationError(f"message {i}: role {role!r} is not supported; use one of {', '.join(ROLES)}")
         history.append({"role": ROLES[role], "content": _content_text(message.get("content"), i)})
     last = history.pop()
@@ -97,6 +104,12 @@ def _open_cache(cache: CacheChoice) -> ResponseCache | None:
     if cache is False or cache is None:
         return None
     return ResponseCache(cache)
+
+
+def _batch(questions: Sequence[Question]) -> list[Question]:
+    if isinstance(questions, str):
+        raise ConversationError("a batch is a list of questions; for one question use run or arun")
+    return list(questions)
 
 
 class _LoopThread:
@@ -179,6 +192,7 @@ class Architecture:
                 # building every backend now surfaces a missing key or model file before any question
                 backends = {name: pool[name] for name in self.checked.arch.models}
                 self._executor = Executor(self.checked, backends, self._context)
+                log.info("%s: backends ready for model(s) %s", self.name, ", ".join(backends))
         return self._executor
 
     async def _answer_all(self, questions: Sequence[Question]) -> list[Answer]:
@@ -205,7 +219,7 @@ class Architecture:
         return await asyncio.wrap_future(self._loop_thread().submit(coro))
 
     def open(self) -> None:
-        """Open the backends now (load models, check keys) instead of on the first question."""
+        """Build the backends now (which checks keys and model files) instead of on the first question."""
         self._call(self._executor_ready())
 
     async def aopen(self) -> None:
@@ -222,11 +236,11 @@ class Architecture:
 
     def run_batch(self, questions: Sequence[Question]) -> list[str]:
         """Answers to many questions in one executor batch, so their model calls overlap."""
-        return [a.text for a in self._call(self._answer_all(list(questions)))]
+        return [a.text for a in self._call(self._answer_all(_batch(questions)))]
 
     async def arun_batch(self, questions: Sequence[Question]) -> list[str]:
         """`run_batch` for async callers."""
-        return [a.text for a in await self._acall(self._answer_all(list(questions)))]
+        return [a.text for a in await self._acall(self._answer_all(_batch(questions)))]
 
     async def arun_with_usage(self, question: Question) -> Answer:
         """The answer with its usage (calls, tokens) summed over every internal LM call."""
@@ -244,13 +258,13 @@ class Architecture:
         """`close` for async callers (the wait for the worker thread runs off the caller's loop)."""
         await asyncio.to_thread(self.close)
 
-    def __enter__(self) -> Architecture:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Architecture:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

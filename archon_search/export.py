@@ -31,6 +31,7 @@ class TrialRecord:
 
     number: int
     state: str | None = None
+    baseline: str | None = None
     dev_score: float | None = None
     test_score: float | None = None
     calls_per_query: float | None = None
@@ -79,7 +80,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
     try:
         data = json.loads((path / RUN_FILE).read_text())
     except FileNotFoundError:
-        raise ExportError(f"{path}: not a run folder (no {RUN_FILE}); give the --out folder of an `archon-search run`") from None
+        raise ExportError(
+            f"{path}: not a run folder (no {RUN_FILE}); give the --out folder of an `archon-search run`"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ExportError(f"{path / RUN_FILE}: unreadable ({exc}); re-run the search to rewrite it") from None
     if not isinstance(data, dict):
@@ -90,6 +93,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
             trials[entry["number"]] = TrialRecord(
                 number=entry["number"],
                 state=entry.get("state"),
+                baseline=entry.get("baseline") if isinstance(entry.get("baseline"), str) else None,
                 dev_score=_number(entry.get("dev_score")),
                 test_score=_number(entry.get("test_score")),
                 calls_per_query=_number(entry.get("calls_per_query")),
@@ -123,11 +127,15 @@ def _per_query(value: float | None) -> str:
 def render(run: RunRecord, trial: TrialRecord, checked: Validated) -> str:
     """The exported file's text: a header comment, then the architecture with its models in full."""
     header = [
-        f"archon-search export of trial {trial.number} of run {run.path}"
+        f"archon-search export of trial {trial.number}"
+        + (f" (baseline {trial.baseline})" if trial.baseline else "")
+        + f" of run {run.path}"
         + (f" (study {run.study})" if run.study else ""),
         f"benchmark: {run.bench or 'n/a'}; dev score: {_score(trial.dev_score)}; test score: {_score(trial.test_score)}",
-        f"LM calls per query: {checked.calls_per_query} at most, {_per_query(trial.calls_per_query)} measured on dev; "
-        f"tokens per query: {_per_query(trial.tokens_per_query)}",
+        (
+            f"LM calls per query: {checked.calls_per_query} at most, {_per_query(trial.calls_per_query)} measured "
+            f"on dev; tokens per query: {_per_query(trial.tokens_per_query)}"
+        ),
         f"budget: {run.budget if run.budget is not None else 'none'} LM calls per query",
         "model entries name the environment variable that holds a key, never the key itself",
     ]

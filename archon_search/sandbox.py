@@ -49,8 +49,9 @@ UNPRIVILEGED_UID = 65534
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/root", "/home", "/run")
 MAIN_FILE = "main.py"
 
-# Runs first inside the sandbox, as `python -I -c _LAUNCHER UID NPROC AS_BYTES CPU_S FSIZE`: drop to the
-# unprivileged user, set the limits, then run main.py as __main__ with the working directory importable.
+# Runs first inside the sandbox, as `python -I -c _LAUNCHER UID NPROC AS_BYTES CPU_S FSIZE MAIN`: drop to the
+# unprivileged user, set the limits, drop what wrappers add to the environment (bwrap sets PWD), then run
+# MAIN as __main__ with the working directory importable.
 _LAUNCHER = """
 import os, resource, runpy, sys
 _uid, _nproc, _as, _cpu, _fsize = (int(a) for a in sys.argv[1:6])
@@ -63,6 +64,8 @@ resource.setrlimit(resource.RLIMIT_AS, (_as, _as))
 resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (_fsize, _fsize))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+for _key in set(os.environ) - {"PATH", "LANG"}:
+    del os.environ[_key]
 sys.argv = [sys.argv[6]]
 sys.path.insert(0, os.getcwd())
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -197,14 +200,16 @@ def _run(
                 stderr=err,
                 start_new_session=True,
             )
-            timed_out = False
             try:
                 proc.wait(timeout=timeout_s)
+                timed_out = False
             except subprocess.TimeoutExpired:
                 timed_out = True
                 _kill_group(proc.pid)
                 proc.wait()
             duration = time.perf_counter() - started
+            # Without a PID namespace, children the program left behind would outlive it.
+            _kill_group(proc.pid)
             return SandboxResult(proc.returncode, _read(out), _read(err), timed_out, duration)
     finally:
         _remove(workdir)
@@ -228,8 +233,6 @@ _BWRAP_FLAGS = (
     "--unshare-cgroup-try",
     "--die-with-parent",
     "--new-session",
-    "--unsetenv",
-    "PWD",
 )
 
 
@@ -240,20 +243,23 @@ def _bwrap_mounts(workdir: Path) -> list[str]:
     for d in hidden:
         args += ["--tmpfs", d]
     python_dirs = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
-    for target, mode in [(p, "--ro-bind") for p in sorted(python_dirs)] + [(str(workdir), "--bind")]:
-        root = next((d for d in hidden if _is_under(target, d)), None)
-        if root is None:
-            if mode == "--bind":
-                args += [mode, target, target]
-            continue
-        # bwrap creates missing parents as 0700, which the unprivileged uid could not pass through.
-        parent = PurePosixPath(target).parent
-        for ancestor in reversed([p for p in (parent, *parent.parents) if _is_under(str(p), root) and str(p) != root]):
-            args += ["--perms", "0755", "--dir", str(ancestor)]
-        args += [mode, target, target]
+    for target in sorted(python_dirs):
+        if any(_is_under(target, d) for d in hidden):
+            args += [*_parents_in(target, hidden), "--ro-bind", target, target]
+    args += [*_parents_in(str(workdir), hidden), "--bind", str(workdir), str(workdir)]
     for d in hidden:
         args += ["--remount-ro", d]
     return args
+
+
+def _parents_in(target: str, hidden: list[str]) -> list[str]:
+    """bwrap arguments creating `target`'s missing parents inside an emptied dir as 0755: bwrap's own default,
+    0700, would keep the unprivileged uid out."""
+    root = next((d for d in hidden if _is_under(target, d)), None)
+    if root is None:
+        return []
+    parents = [p for p in PurePosixPath(target).parents if _is_under(str(p), root) and str(p) != root]
+    return [arg for p in reversed(parents) for arg in ("--perms", "0755", "--dir", str(p))]
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
@@ -29,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from typing_extensions import Self
 
 from archon_search.api import Answer, Architecture, ConversationError
 from archon_search.errors import ArchonError
@@ -163,14 +165,19 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if "json" not in request.headers.get("content-type", "json"):
+            # FastAPI leaves a non-JSON body unparsed, which would read as a confusing type error
+            message, param = "send the body as JSON with 'Content-Type: application/json'", None
+        else:
+            message, param = _validation_message(exc)
         return APIError(400, message, param=param, code="invalid_request").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        return APIError(exc.status_code, message, code=str(exc.detail).lower().replace(" ", "_")).response()
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return APIError(exc.status_code, message, code=code).response()
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -251,7 +258,7 @@ class BackgroundServer:
         """The URL an OpenAI client takes as `base_url`."""
         return f"http://{self.host}:{self.port}/v1"
 
-    def start(self) -> BackgroundServer:
+    def start(self) -> Self:
         """Start serving; returns once the server accepts connections."""
         self._thread.start()
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -266,7 +273,7 @@ class BackgroundServer:
         self.server.should_exit = True
         self._thread.join()
 
-    def __enter__(self) -> BackgroundServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

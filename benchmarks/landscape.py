@@ -35,13 +35,11 @@ import hashlib
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from itertools import product
 from pathlib import Path
-
-import optuna
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
 from archon_search.benchmarks.base import Benchmark, Item
@@ -295,7 +293,7 @@ def _extend(seqs: dict, law: dict[str, float]) -> dict:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ranked(counts_key: tuple[str, ...], skill: float, top_k: int) -> dict[tuple[str, ...], float]:
     """Distribution of the labels of the ranker's top_k (inputs given as a sorted label tuple: order is irrelevant)."""
     n = len(counts_key)
@@ -314,7 +312,7 @@ def _ranked(counts_key: tuple[str, ...], skill: float, top_k: int) -> dict[tuple
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _draws(pool: tuple[str, ...], k: int) -> dict[tuple[str, ...], float]:
     """Distribution of the labels of k uniform draws without replacement from `pool`."""
     if k == 0:
@@ -455,24 +453,65 @@ def _ranking(labels: list[str], skill: float, draw: tuple) -> list[int]:
     return [first] + rest
 
 
-def best_in_space(landscape: Landscape, space: SearchSpace, ctx: SpaceContext, items: Sequence[Item] | None = None) -> tuple[Validated, float]:
-    """The true optimum of a (small) search space on this landscape: every point, fitted to the budget,
-    scored by `expected_score` (brute force; the space must be discrete enough to enumerate)."""
+class _Odometer:
+    """Stands in for an Optuna trial and walks every combination of the choices it is asked, depth first, so
+    conditional parameters are enumerated only where they are asked."""
+
+    def __init__(self) -> None:
+        self.path: list[list[int]] = []
+        self.pos = 0
+
+    def _choose(self, choices: Sequence) -> object:
+        if self.pos == len(self.path):
+            self.path.append([0, len(choices)])
+        index = self.path[self.pos][0]
+        self.pos += 1
+        return choices[index]
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return self._choose(range(low, high + 1, step))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float, log: bool = False) -> float:
+        return self._choose([low + k * step for k in range(math.floor((high - low) / step + 1e-9) + 1)])
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> object:
+        return self._choose(list(choices))
+
+    def advance(self) -> bool:
+        """Move to the next combination; False once every one was visited."""
+        del self.path[self.pos :]
+        self.pos = 0
+        while self.path:
+            self.path[-1][0] += 1
+            if self.path[-1][0] < self.path[-1][1]:
+                return True
+            self.path.pop()
+        return False
+
+
+def space_points(space: SearchSpace, ctx: SpaceContext) -> Iterator[Validated]:
+    """Every point of a (small, discrete) search space as the architecture the search would score for it."""
+    walker = _Odometer()
+    while True:
+        yield fit_to_budget(suggest_point(walker, space, ctx), space, ctx, "point")[1]
+        if not walker.advance():
+            return
+
+
+def best_in_space(
+    landscape: Landscape, space: SearchSpace, ctx: SpaceContext, items: Sequence[Item] | None = None
+) -> tuple[Validated, float]:
+    """The true optimum of a small search space on this landscape: every point, fitted to the budget, scored
+    by `expected_score` (brute force)."""
     best: tuple[Validated, float] | None = None
-    seen: dict[str, float] = {}
-
-    def objective(trial: optuna.Trial) -> float:
-        nonlocal best
-        _, checked, _ = fit_to_budget(suggest_point(trial, space, ctx), space, ctx, "optimum")
-        key = repr(checked.arch.to_yaml_obj()["layers"])
-        if key not in seen:
-            seen[key] = landscape.expected_score(checked, items)
-            if best is None or seen[key] > best[1]:
-                best = (checked, seen[key])
-        return seen[key]
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.BruteForceSampler(seed=0))
-    study.optimize(objective, n_trials=100_000)
+    seen: set[str] = set()
+    for checked in space_points(space, ctx):
+        key = repr(checked.arch.layers)
+        if key in seen:
+            continue
+        seen.add(key)
+        score = landscape.expected_score(checked, items)
+        if best is None or score > best[1]:
+            best = (checked, score)
     assert best is not None
     return best

@@ -49,6 +49,11 @@ def test_run_batch_is_one_executor_batch_so_calls_overlap(scripted):
     assert elapsed < 0.55, elapsed
 
 
+def test_a_batch_must_be_a_list_of_questions(scripted):
+    with pytest.raises(ConversationError, match="list of questions"):
+        scripted.run_batch("one question")
+
+
 def test_async_api_and_usage_sum_every_internal_call(scripted):
     async def go():
         text = await scripted.arun("the capital?")

@@ -51,9 +51,22 @@ def make_run(root: Path, base_url: str = "http://127.0.0.1:9/v1") -> Path:
     run = root / "run-demo"
     (run / "archs").mkdir(parents=True)
     trials = [
-        {"number": 0, "state": "COMPLETE", "dev_score": 0.5, "calls_per_query": 2.0, "tokens_per_query": 120.5},
-        {"number": 1, "state": "COMPLETE", "dev_score": 0.75, "test_score": 0.7, "calls_per_query": 3.0,
-         "tokens_per_query": 180.25},
+        {
+            "number": 0,
+            "state": "COMPLETE",
+            "baseline": "self-consistency",
+            "dev_score": 0.5,
+            "calls_per_query": 2.0,
+            "tokens_per_query": 120.5,
+        },
+        {
+            "number": 1,
+            "state": "COMPLETE",
+            "dev_score": 0.75,
+            "test_score": 0.7,
+            "calls_per_query": 3.0,
+            "tokens_per_query": 180.25,
+        },
         {"number": 2, "state": "PRUNED", "dev_score": None, "calls_per_query": None, "tokens_per_query": None},
     ]
     for number, samples in ((0, 2), (1, 3)):
@@ -103,13 +116,16 @@ def test_a_trial_without_scores_says_n_a(tmp_path):
     run = make_run(tmp_path)
     text = export_run(run, tmp_path / "t0.yaml", trial=0).path.read_text()
     assert "dev score: 0.5000; test score: n/a" in text
+    assert text.startswith("# archon-search export of trial 0 (baseline self-consistency) of run ")
 
 
 def test_models_file_replaces_the_runs_entries(tmp_path):
     run = make_run(tmp_path)
-    replacement = {"remote": load_architecture(run / "archs" / "trial-0.yaml").arch.models["remote"].model_copy(
-        update={"base_url": "http://127.0.0.1:8000/v1"}
-    )}
+    replacement = {
+        "remote": load_architecture(run / "archs" / "trial-0.yaml")
+        .arch.models["remote"]
+        .model_copy(update={"base_url": "http://127.0.0.1:8000/v1"})
+    }
     text = export_run(run, tmp_path / "prod.yaml", models=replacement).path.read_text()
     assert yaml.safe_load(text)["models"]["remote"]["base_url"] == "http://127.0.0.1:8000/v1"
 

@@ -172,6 +172,10 @@ def test_streaming_sends_sse_chunks_then_done(server):
         (b'{"messages": [{"role": "user", "content": "hi"}], "stream": "maybe"}', "stream"),
         (b'{"messages": [{"role": "user", "content": "hi"}], "n": 2}', "n > 1 is not supported"),
         (b"[1, 2]", "body|valid dictionary"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[" * 100_000, "parsing the body"),
+        (b'{"messages": [{"role": ["user"], "content": "hi"}]}', "role \\['user'\\]"),
+        (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', "not valid Unicode"),
     ],
 )
 def test_malformed_requests_get_400_with_an_openai_error_body(server, body, says):
@@ -182,6 +186,11 @@ def test_malformed_requests_get_400_with_an_openai_error_body(server, body, says
     assert re.search(says, error["message"]), error["message"]
 
 
+def test_a_body_not_sent_as_json_is_a_400_that_says_so(server):
+    status, reply = post(server.base_url + "/chat/completions", b"{}", {"Content-Type": "text/plain"})
+    assert status == 400 and "Content-Type: application/json" in reply["error"]["message"]
+
+
 def test_unknown_route_is_an_openai_style_404(server):
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(server.base_url + "/completions-nope", timeout=5)
@@ -189,9 +198,8 @@ def test_unknown_route_is_an_openai_style_404(server):
 
 
 def test_failing_upstream_model_is_a_502_saying_why(write_file):
-    with serving(write_file(FAILING, "failing.yaml")) as srv:
-        with pytest.raises(openai.APIStatusError) as caught:
-            client(srv).chat.completions.create(model="failing", messages=ask("hello"))
+    with serving(write_file(FAILING, "failing.yaml")) as srv, pytest.raises(openai.APIStatusError) as caught:
+        client(srv).chat.completions.create(model="failing", messages=ask("hello"))
     assert caught.value.status_code == 502
     assert "scripted model has no answer" in caught.value.body["message"]
     assert caught.value.body["type"] == "upstream_error"

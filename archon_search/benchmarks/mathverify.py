@@ -150,7 +150,7 @@ def _serve() -> None:
             gold = parse(f"\\boxed{{{reference}}}", parsing_timeout=None)
             pred = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
             ok = bool(gold and pred and verify(gold, pred, timeout_seconds=None))
-        except Exception:  # math-verify may raise on malformed LaTeX; that answer is simply not equivalent
+        except Exception:  # noqa: BLE001 - math-verify may raise on malformed LaTeX: then not equivalent
             ok = False
         sys.stdout.write("1\n" if ok else "0\n")
         sys.stdout.flush()

@@ -1,8 +1,8 @@
 """Answer formats and how to score them (math, number, exact, code), shared by built-in and user benchmarks.
 
 A `Scorer` owns the instruction that asks for an answer format, the extractor that reads it back, and the
-check against the reference. `ScoredBenchmark` is a benchmark whose scoring is one of them. More scorers
-(the judge) register with `register_scorer`.
+check against the reference. `ScoredBenchmark` is a benchmark whose scoring is one of them; new answer formats
+register with `register_scorer`. (Judged benchmarks live in judged.py: they need a judge model.)
 """
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ class CodeScorer(Scorer):
     kind: BenchKind = "code"
     instruction = CODE_INSTRUCTION
 
+    def __init__(self, timeout_s: float = CODE_TIMEOUT_S):
+        self.timeout_s = timeout_s
+
     def extract(self, text: str) -> str | None:
         """The completion's code (fenced block, or the raw text)."""
         return extract_code(text)
@@ -137,7 +140,7 @@ class CodeScorer(Scorer):
         code = self.extract(text) or ""
         prompt = item.meta.get("code_prompt", "")
         entry = item.meta.get("entry_point")
-        if prompt and not (entry and re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.M)):
+        if prompt and not (entry and re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)):
             code = _as_body(code)
             solution = prompt + code
         else:
@@ -145,8 +148,8 @@ class CodeScorer(Scorer):
         return f"{solution}\n\n{item.reference}\n"
 
     def score(self, item: Item, text: str) -> float:
-        """1.0 when the program exits with status 0 within CODE_TIMEOUT_S."""
-        return float(run_python(self.program(item, text), timeout_s=CODE_TIMEOUT_S).ok)
+        """1.0 when the program exits with status 0 within `timeout_s`."""
+        return float(run_python(self.program(item, text), timeout_s=self.timeout_s).ok)
 
 
 def _as_body(code: str) -> str:

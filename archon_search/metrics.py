@@ -1,0 +1,86 @@
+"""Statistics for reports: bootstrap confidence intervals, paired significance, pass@k, coverage, questions.csv."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: DESIGN §4: the columns every questions.csv starts with, in this order (more may follow).
+QUESTION_COLUMNS = ("id", "correct", "answer", "reference", "calls", "tokens")
+
+
+def accuracy_ci(
+    scores: Sequence[float], confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean score and a percentile-bootstrap confidence interval: (mean, low, high)."""
+    values = _as_array(scores, "scores")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    mean = float(values.mean())
+    return mean, min(float(low), mean), max(float(high), mean)
+
+
+def paired_bootstrap_pvalue(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> float:
+    """One-sided p-value that `a` beats `b` only by chance, both scored on the same questions in the same order.
+
+    Paired bootstrap (Berg-Kirkpatrick et al., 2012): resample questions, and count how often the resampled
+    mean difference exceeds twice the observed one. Small means `a` is reliably better; when `a` is not
+    better at all the value is at least about 0.5.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need the same questions: got {len(a)} and {len(b)} scores")
+    diffs = _as_array(a, "a") - _as_array(b, "b")
+    observed = diffs.mean()
+    rng = np.random.default_rng(seed)
+    boot = diffs[rng.integers(0, len(diffs), size=(n_boot, len(diffs)))].mean(axis=1)
+    return float((np.sum(boot - observed >= observed - 1e-12) + 1) / (n_boot + 1))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k (Chen et al., 2021) from n samples of which c are correct: 1 - C(n-c, k) / C(n, k)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def coverage(candidate_scores: Iterable[Sequence[float]], threshold: float = 1.0) -> float:
+    """Fraction of questions where any first-layer candidate scored at least `threshold` (none: not covered)."""
+    per_question = [any(s >= threshold for s in scores) for scores in candidate_scores]
+    return sum(per_question) / len(per_question) if per_question else 0.0
+
+
+def results_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per-question rows as a DataFrame with QUESTION_COLUMNS first; ValueError if one of them is missing."""
+    frame = pd.DataFrame(list(rows))
+    missing = [c for c in QUESTION_COLUMNS if c not in frame.columns]
+    if missing and len(frame):
+        raise ValueError(f"question rows lack column(s) {', '.join(missing)}")
+    if not len(frame):
+        return pd.DataFrame(columns=list(QUESTION_COLUMNS))
+    extra = [c for c in frame.columns if c not in QUESTION_COLUMNS]
+    return frame[list(QUESTION_COLUMNS) + extra]
+
+
+def save_questions_csv(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write questions.csv (DESIGN §4) from rows or a frame; creates the folder; returns the path."""
+    frame = results_frame(rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _as_array(values: Sequence[float], name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"{name} must be a non-empty list of numbers")
+    return array

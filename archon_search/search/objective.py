@@ -1,0 +1,185 @@
+"""What a trial optimises, and how one trial turns its parameters into a scored architecture.
+
+A trial asks the space for a point, repairs it to the budget, writes `archs/trial-N.yaml`, and scores it
+on the dev split in chunks; after each chunk a single-objective search reports the running accuracy so
+the pruner can stop a weak trial early. An architecture already scored by an earlier trial of the
+study is not scored again: the trial takes that trial's result (`same_as`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from archon_search.backends.base import Backend
+from archon_search.benchmarks.base import Benchmark, Item
+from archon_search.errors import ArchonError
+from archon_search.evaluate import evaluate
+from archon_search.search.records import atomic_write
+from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
+from archon_search.validate import Validated
+
+log = logging.getLogger(__name__)
+
+ARCHS_DIR = "archs"
+OBJECTIVES = ("accuracy", "accuracy,calls", "accuracy,tokens")
+# user attributes a trial gets from the trial it repeats
+RESULT_ATTRS = ("dev_score", "dev_n", "calls_per_query", "tokens_per_query", "cost", "backend_calls")
+
+
+class SearchError(ArchonError):
+    """A search that cannot start or go on as asked."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Dev accuracy (maximised), optionally with LM calls or tokens per query (minimised) as a second objective."""
+
+    metrics: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        """From the --objective value: accuracy | accuracy,calls | accuracy,tokens."""
+        cleaned = ",".join(part.strip() for part in text.split(","))
+        if cleaned not in OBJECTIVES:
+            raise SearchError(f"--objective {text!r} is not known; use one of {' | '.join(OBJECTIVES)}")
+        return cls(tuple(cleaned.split(",")))
+
+    @property
+    def name(self) -> str:
+        return ",".join(self.metrics)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize" if m == "accuracy" else "minimize" for m in self.metrics]
+
+    def values(self, attrs: Mapping) -> list[float]:
+        """The trial's objective values from its user attributes."""
+        column = {"accuracy": "dev_score", "calls": "calls_per_query", "tokens": "tokens_per_query"}
+        return [float(attrs[column[m]]) for m in self.metrics]
+
+
+def arch_key(checked: Validated) -> str:
+    """What makes two architectures the same: their layers and the models those name (not their names)."""
+    body = checked.arch.to_yaml_obj()
+    body.pop("name")
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def arch_name(number: int) -> str:
+    """The architecture name of trial `number` (as in `archs/trial-N.yaml`)."""
+    return f"trial-{number}"
+
+
+def build_architecture(
+    params_trial: optuna.Trial | optuna.trial.FixedTrial, number: int, space: SearchSpace, ctx: SpaceContext
+) -> tuple[Point, Validated, list[str]]:
+    """A trial's architecture: its point, repaired to the budget, validated, with the repair notes."""
+    return fit_to_budget(suggest_point(params_trial, space, ctx), space, ctx, arch_name(number))
+
+
+def rebuild(trial: FrozenTrial, space: SearchSpace, ctx: SpaceContext) -> Validated:
+    """The architecture a finished trial scored, rebuilt from its parameters (the same on every worker)."""
+    return build_architecture(optuna.trial.FixedTrial(trial.params, trial.number), trial.number, space, ctx)[1]
+
+
+def write_arch(out: Path, number: int, checked: Validated, description: str) -> Path:
+    """Write `archs/trial-N.yaml`, self-contained (models included), atomically."""
+    body = checked.arch.to_yaml_obj()
+    body = {"name": body["name"], "description": description} | {k: v for k, v in body.items() if k != "name"}
+    path = out / ARCHS_DIR / f"{arch_name(number)}.yaml"
+    atomic_write(path, yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
+    return path
+
+
+@dataclass
+class TrialRunner:
+    """Everything one trial needs: the space, the dev items, the backends, and where to write.
+
+    `progress(n)` hears of every chunk of scored questions; `calls_spent` adds up the LM calls made.
+    """
+
+    space: SearchSpace
+    ctx: SpaceContext
+    objective: Objective
+    benchmark: Benchmark
+    dev: Sequence[Item]
+    backends: Mapping[str, Backend]
+    out: Path
+    chunk: int
+    study_name: str
+    progress: Callable[[int], None] | None = None
+    calls_spent: int = 0
+
+    async def run(self, trial: optuna.Trial) -> list[float]:
+        """Score one trial's architecture on dev (or take a twin's result); raise `TrialPruned` to stop early."""
+        _, checked, notes = build_architecture(trial, trial.number, self.space, self.ctx)
+        baseline = trial.user_attrs.get("baseline")
+        description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
+        write_arch(self.out, trial.number, checked, description)
+        key = arch_key(checked)
+        trial.set_user_attr("arch_key", key)
+        trial.set_user_attr("static_calls", checked.calls_per_query)
+        if notes:
+            trial.set_user_attr("repaired", "; ".join(notes))
+            log.info("trial %d was over the budget; repaired: %s", trial.number, "; ".join(notes))
+        twin = self._twin(trial, key)
+        if twin is not None:
+            return self._repeat(trial, twin)
+        prunable = not self.objective.multi and not baseline
+
+        calls_before = self.calls_spent
+
+        def on_chunk(scores: list[float], calls: int) -> None:
+            self.calls_spent = calls_before + calls
+            done = len(scores)
+            trial.set_user_attr("dev_score", sum(scores) / done)
+            trial.set_user_attr("dev_n", done)
+            trial.set_user_attr("calls_per_query", calls / done)
+            if prunable and done < len(self.dev):
+                trial.report(sum(scores) / done, step=done)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"dev accuracy {sum(scores) / done:.3f} after {done} questions")
+
+        result = await evaluate(
+            checked, self.benchmark, self.dev, self.backends, chunk_size=self.chunk, on_chunk=on_chunk, progress=self.progress
+        )
+        s = result.summary
+        attrs = {
+            "dev_score": s.accuracy,
+            "dev_n": s.n,
+            "calls_per_query": s.calls_per_query,
+            "tokens_per_query": s.tokens_per_query,
+            "cost": s.cost,
+            "backend_calls": s.backend_calls,
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        return self.objective.values(attrs)
+
+    def _twin(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
+        finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        twins = [t for t in finished if t.user_attrs.get("arch_key") == key and "dev_score" in t.user_attrs]
+        return min(twins, key=lambda t: t.number) if twins else None
+
+    def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
+        trial.set_user_attr("same_as", twin.number)
+        for name in RESULT_ATTRS:
+            if name in twin.user_attrs:
+                trial.set_user_attr(name, twin.user_attrs[name])
+        log.info("trial %d has the architecture of trial %d; took its result", trial.number, twin.number)
+        if twin.state == TrialState.PRUNED:
+            raise optuna.TrialPruned(f"same architecture as pruned trial {twin.number}")
+        return self.objective.values(twin.user_attrs)

@@ -1,0 +1,132 @@
+"""The run folder's records: `trials.csv` and `run.json` (read back by `archon-search export`), written
+atomically so an interrupted run never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+TRIALS_FILE = "trials.csv"
+RUN_FILE = "run.json"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def public_url(url: str) -> str:
+    """The storage URL without its password (safe to write down and log)."""
+    try:
+        return make_url(url).set(password=None).render_as_string(hide_password=False)
+    except ArgumentError:
+        return url.split("@")[-1]
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that belong to the search: all but those a worker discarded (duplicates, surplus)."""
+    return [t for t in trials if "discarded" not in t.user_attrs]
+
+
+def _number(value: Any) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None) -> pd.DataFrame:
+    """One row per trial: state, baseline, dev (and test) score, usage per query, repairs, then `param_*` columns."""
+    test_scores = test_scores or {}
+    rows = []
+    for t in counted(trials):
+        a = t.user_attrs
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "baseline": a.get("baseline"),
+                "dev_score": a.get("dev_score"),
+                "test_score": test_scores.get(t.number),
+                "calls_per_query": a.get("calls_per_query"),
+                "static_calls": a.get("static_calls"),
+                "tokens_per_query": a.get("tokens_per_query"),
+                "cost": a.get("cost"),
+                "backend_calls": a.get("backend_calls"),
+                "dev_n": a.get("dev_n"),
+                "pruned": t.state == TrialState.PRUNED,
+                "same_as": a.get("same_as"),
+                "repaired": a.get("repaired"),
+                "retry_of": a.get("retry_of"),
+                "duration_s": duration,
+            }
+            | {f"param_{name}": value for name, value in sorted(t.params.items())}
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class RunInfo:
+    """The head of `run.json`: what was searched, how, and which trial won."""
+
+    bench: str
+    budget: int
+    study: str
+    storage: str
+    objective: str
+    sampler: str
+    seed: int
+    target_trials: int
+    space: str
+    models: list[str]
+    dev_n: int
+    test_n: int
+    best_trial: int | None = None
+    pareto_front: list[int] = field(default_factory=list)
+
+
+def run_json(info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None) -> dict:
+    """`run.json`'s content: the run's head and, per trial, state, scores and usage per query."""
+    test_scores = test_scores or {}
+    per_trial = []
+    for t in counted(trials):
+        a = t.user_attrs
+        per_trial.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "baseline": a.get("baseline"),
+                "dev_score": _number(a.get("dev_score")),
+                "test_score": test_scores.get(t.number),
+                "calls_per_query": _number(a.get("calls_per_query")),
+                "tokens_per_query": _number(a.get("tokens_per_query")),
+                "params": t.params,
+            }
+        )
+    return asdict(info) | {"trials": per_trial}
+
+
+def write_records(out: Path, info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None) -> None:
+    """Rewrite `trials.csv` and `run.json` from the study's trials."""
+    atomic_write(out / TRIALS_FILE, trials_frame(trials, test_scores).to_csv(index=False))
+    atomic_write(out / RUN_FILE, json.dumps(run_json(info, trials, test_scores), indent=2, default=str) + "\n")

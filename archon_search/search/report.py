@@ -1,0 +1,159 @@
+"""The run's `report.md`: the best architecture against the baselines on the held-out test split (accuracy
+with 95% CIs, paired bootstrap p-values), the Pareto front for two objectives, and the plots beside it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from archon_search.evaluate import EvalResult
+from archon_search.metrics import accuracy_ci, paired_bootstrap_pvalue
+from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, plot_pareto
+from archon_search.search.records import RunInfo, atomic_write
+from archon_search.validate import Validated
+
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One architecture scored on the test split; `p_value` is that the best beats it only by chance."""
+
+    label: str
+    number: int
+    n: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    calls_per_query: float
+    tokens_per_query: float
+    p_value: float | None = None
+
+
+def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, EvalResult]]) -> list[Comparison]:
+    """The best and each other architecture on the same test questions, with paired p-values best vs other."""
+    label, number, result = best
+    scores = result.rows.set_index("id")["correct"].astype(float)
+    out = [_comparison(label, number, result, None)]
+    for other_label, other_number, other in others:
+        theirs = other.rows.set_index("id")["correct"].astype(float).reindex(scores.index)
+        p = paired_bootstrap_pvalue(scores.tolist(), theirs.fillna(0.0).tolist())
+        out.append(_comparison(other_label, other_number, other, p))
+    return out
+
+
+def _comparison(label: str, number: int, result: EvalResult, p: float | None) -> Comparison:
+    mean, low, high = accuracy_ci(result.rows["correct"].astype(float).tolist())
+    s = result.summary
+    return Comparison(label, number, s.n, mean, low, high, s.calls_per_query, s.tokens_per_query, p)
+
+
+def describe(checked: Validated) -> str:
+    """The layers on one line, e.g. `generator[alpha x3 t0.7] -> ranker(beta, top 2) -> voter`."""
+    arch = checked.arch
+    parts = []
+    for layer in arch.layers:
+        units = []
+        for u in layer.units:
+            bits = [getattr(u, "model", None) or ""]
+            if hasattr(u, "samples") and u.samples > 1:
+                bits.append(f"x{u.samples}")
+            if layer.op == "generator":
+                bits.append(f"t{arch.temperature(u):g}")
+            if hasattr(u, "top_k") and layer.op != "voter":
+                bits.append(f"top {u.top_k}")
+            units.append(" ".join(b for b in bits if b))
+        body = ", ".join(x for x in units if x)
+        parts.append(f"{layer.op}[{body}]" if layer.op in ("generator", "fuser") else (f"{layer.op}({body})" if body else layer.op))
+    return " -> ".join(parts)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def write_report(
+    out: Path,
+    info: RunInfo,
+    frame: pd.DataFrame,
+    best: Validated,
+    comparisons: list[Comparison],
+    front: list[int],
+    cost_column: str | None,
+) -> Path:
+    """Write `report.md` and its PNG plots into the run folder `out`."""
+    states = frame["state"].value_counts().to_dict() if len(frame) else {}
+    best_row = frame[frame["number"] == info.best_trial].iloc[0]
+    lines = [
+        f"# Search report: {info.bench}, budget {info.budget} LM calls per query",
+        "",
+        f"- study `{info.study}` in `{info.storage}`; sampler {info.sampler}, objective {info.objective}, seed {info.seed}",
+        f"- trials: {states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned"
+        + (f", {states['FAIL']} failed" if states.get("FAIL") else "")
+        + f" (target {info.target_trials}); search space: {info.space}; models: {', '.join(info.models)}",
+        f"- questions: {info.dev_n} dev (searched on), {info.test_n} test (held out)",
+        "",
+        "## Best architecture",
+        "",
+        f"Trial {info.best_trial}" + (f" (baseline {best_row['baseline']})" if isinstance(best_row["baseline"], str) else "")
+        + f": `{describe(best)}`; {best.calls_per_query} LM calls per query at most; "
+        f"dev accuracy {_pct(best_row['dev_score'])} on {int(best_row['dev_n'])} questions. "
+        "Deploy it with `archon-search export` or use `best.yaml` as it is.",
+        "",
+        "## Held-out test: best against the baselines",
+        "",
+    ]
+    if comparisons:
+        rows = [
+            [
+                c.label,
+                str(c.number),
+                f"{_pct(c.accuracy)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]",
+                f"{c.calls_per_query:.2f}",
+                f"{c.tokens_per_query:.0f}",
+                "" if c.p_value is None else f"{c.p_value:.3f}",
+            ]
+            for c in comparisons
+        ]
+        lines += _table(rows, ["architecture", "trial", "test accuracy [95% CI]", "calls/query", "tokens/query", "p (best beats it by chance)"])
+        lines += [
+            "",
+            (
+                f"{comparisons[0].n} test questions. CIs are percentile bootstraps; p-values are one-sided paired "
+                "bootstraps over the same questions (small: the best is reliably better)."
+            ),
+        ]
+    else:
+        lines.append("No held-out questions (too few items to split); the dev scores above are all there is.")
+    if cost_column is not None and front:
+        on_front = frame[frame["number"].isin(front)].sort_values(cost_column)
+        rows = [
+            [str(int(r["number"])), _pct(r["dev_score"]), f"{r[cost_column]:.2f}", str(r["baseline"]) if isinstance(r["baseline"], str) else ""]
+            for _, r in on_front.iterrows()
+        ]
+        plot_pareto(frame, front, cost_column, out / PARETO_PNG, f"{info.bench}: accuracy vs {cost_column.replace('_', ' ')}")
+        lines += ["", "## Pareto front (dev)", ""] + _table(rows, ["trial", "dev accuracy", cost_column.replace("_", " "), "baseline"])
+        lines += ["", f"![Pareto front]({PARETO_PNG})"]
+    plot_history(frame, out / HISTORY_PNG, f"{info.bench}, budget {info.budget}: dev accuracy per trial")
+    lines += [
+        "",
+        "## Optimisation history",
+        "",
+        f"![history]({HISTORY_PNG})",
+        "",
+        (
+            "Files: `trials.csv` (every trial), `archs/` (every evaluated architecture), `best.yaml`, `run.json`, "
+            "`questions.csv` and `traces/` (the best on the test questions)."
+        ),
+        "",
+    ]
+    path = out / REPORT_FILE
+    atomic_write(path, "\n".join(lines))
+    return path

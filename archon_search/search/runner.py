@@ -1,0 +1,324 @@
+"""`run_search`: the whole `archon-search run`. Baselines first, then Optuna trials on the dev split until
+the study holds N counted trials, then the best is re-scored against the baselines on the test split and
+the run folder is written (trials.csv, archs/, best.yaml, run.json, report.md with plots, traces/)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from archon_search.backends.base import Backend
+from archon_search.benchmarks.base import Benchmark, Item, split_items
+from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, evaluate
+from archon_search.export import export_run
+from archon_search.search.display import SearchDisplay
+from archon_search.search.objective import Objective, SearchError, TrialRunner, arch_key, rebuild, write_arch
+from archon_search.search.records import FINISHED, RunInfo, counted, public_url, trials_frame, write_records
+from archon_search.search.report import Comparison, compare, write_report
+from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
+from archon_search.search.study import (
+    Discarded,
+    discard_reason,
+    fail_stale,
+    make_pruner,
+    make_sampler,
+    make_storage,
+    open_study,
+    requeue,
+    tally,
+    wait_for_running,
+)
+from archon_search.validate import Validated, load_models_file
+
+log = logging.getLogger(__name__)
+
+STUDY_DB = "study.db"
+BEST_FILE = "best.yaml"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The options of `archon-search run` (see its --help)."""
+
+    bench: str
+    budget: int
+    trials: int = 20
+    limit: int | None = None
+    data: Path | None = None
+    models_file: Path | None = None
+    space_file: Path | None = None
+    storage: str | None = None
+    study: str | None = None
+    sampler: str = "tpe"
+    objective: str = "accuracy"
+    seed: int = 0
+    out: Path | None = None
+    cache: Path | None = None
+    no_cache: bool = False
+    chunk: int = DEFAULT_CHUNK
+    judge: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Where the run was written and what won."""
+
+    out: Path
+    study: str
+    storage: str
+    best_trial: int
+    best: Validated
+    dev_score: float
+    test_score: float | None
+    trials: int
+    report: Path
+
+
+@dataclass
+class _Run:
+    """One worker's state while it searches."""
+
+    config: SearchConfig
+    objective: Objective
+    space: SearchSpace
+    ctx: SpaceContext
+    benchmark: Benchmark
+    dev: list[Item]
+    test: list[Item]
+    out: Path
+    study: Study
+    info: RunInfo
+    loop: asyncio.AbstractEventLoop
+    runner: TrialRunner
+    display: SearchDisplay
+
+
+def _check_numbers(config: SearchConfig) -> None:
+    for name, value, low in (("--budget", config.budget, 1), ("--trials", config.trials, 1), ("--chunk", config.chunk, 1)):
+        if value < low:
+            raise SearchError(f"{name} must be at least {low}, found {value}")
+    if config.limit is not None and config.limit < 1:
+        raise SearchError(f"--limit must be at least 1, found {config.limit}")
+
+
+def _split(benchmark: Benchmark, config: SearchConfig) -> tuple[list[Item], list[Item]]:
+    dev, test = split_items(benchmark.load(config.data), config.seed)
+    if config.limit:
+        dev, test = dev[: config.limit], test[: config.limit]
+    if not dev:
+        raise SearchError(f"benchmark {benchmark.name} has no items to search on; check --data and --limit")
+    return dev, test
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@contextmanager
+def _quiet_optuna() -> Iterator[None]:
+    """Optuna's per-trial log lines would interleave with the live display; our own logging says what matters."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    benchmark: Benchmark | None = None,
+    models: Mapping[str, Any] | None = None,
+    backends: Mapping[str, Backend] | None = None,
+    show_progress: bool = True,
+) -> SearchResult:
+    """Search architectures for `config.bench` within `config.budget` LM calls per query and write the run folder.
+
+    `benchmark`, `models` (name -> model spec) and `backends` (name -> Backend) replace what the config names,
+    for tests and simulations; without `backends` a `BackendPool` with the response cache serves the models.
+    Re-running with the same storage and study resumes; KeyboardInterrupt marks the running trial FAIL (rerun on
+    resume) and propagates.
+    """
+    from archon_search.backends.registry import BackendPool
+    from archon_search.benchmarks.judged import attach_judge
+    from archon_search.benchmarks.registry import get_benchmark
+    from archon_search.cache import ResponseCache
+
+    objective = Objective.parse(config.objective)
+    _check_numbers(config)
+    space = load_space(config.space_file)
+    specs = dict(models) if models is not None else (load_models_file(config.models_file) if config.models_file else {})
+    bench = benchmark if benchmark is not None else get_benchmark(config.bench)
+    ctx = space_context(space, specs, config.budget, bench.kind)
+    dev, test = _split(bench, config)
+    out = config.out or Path("results") / f"{bench.name}-b{config.budget}"
+    out.mkdir(parents=True, exist_ok=True)
+    url = config.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
+    name = config.study or f"{bench.name}-b{config.budget}"
+    # workers sharing a storage must not propose the same points from the same seed
+    seed = config.seed if config.storage is None else config.seed + os.getpid()
+    fingerprint = {
+        "bench": bench.name,
+        "budget": config.budget,
+        "objective": objective.name,
+        "space": _digest([space.model_dump(), ctx.models]),
+        "dev_questions": _digest([item.id for item in dev]),
+    }
+    info = RunInfo(
+        bench=bench.name,
+        budget=config.budget,
+        study=name,
+        storage=public_url(url),
+        objective=objective.name,
+        sampler=config.sampler,
+        seed=config.seed,
+        target_trials=config.trials,
+        space=str(config.space_file) if config.space_file else "built-in",
+        models=list(ctx.models),
+        dev_n=len(dev),
+        test_n=len(test),
+    )
+    with _quiet_optuna():
+        sampler = make_sampler(config.sampler, seed, config.trials)
+        study = open_study(make_storage(url), name, objective, sampler, make_pruner(objective), fingerprint)
+        loop = asyncio.new_event_loop()
+        pool = None
+        if backends is None:
+            pool = BackendPool(specs, cache=None if config.no_cache else ResponseCache(config.cache))
+            attach_judge(bench, pool, config.judge)
+        try:
+            with SearchDisplay(config.trials, f"{bench.name} b{config.budget}", show_progress) as display:
+                runner = TrialRunner(space, ctx, objective, bench, dev, pool if pool is not None else backends, out, config.chunk, name, display.advance)
+                run = _Run(config, objective, space, ctx, bench, dev, test, out, study, info, loop, runner, display)
+                _search(run)
+                wait_for_running(study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n))
+                return _finish(run)
+        finally:
+            if pool is not None:
+                loop.run_until_complete(pool.aclose())
+            loop.close()
+
+
+def _best_text(trials: list[FrozenTrial]) -> str:
+    done = [t for t in counted(trials) if t.state == TrialState.COMPLETE and "dev_score" in t.user_attrs]
+    if not done:
+        return "n/a"
+    top = max(done, key=lambda t: t.user_attrs["dev_score"])
+    return f"{top.user_attrs['dev_score']:.3f} (#{top.number})"
+
+
+def _progress(run: _Run, trials: list[FrozenTrial]) -> tuple[int, str, int]:
+    return tally(trials)[0], _best_text(trials), run.runner.calls_spent
+
+
+def _search(run: _Run) -> None:
+    """Run trials until the study holds the target number of finished (or running) counted trials."""
+    study, target = run.study, run.config.trials
+    fixed = {b.name: b.params for b in baselines(run.space, run.ctx)}
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        reason = discard_reason(study, trial.number, target)
+        if reason:
+            trial.set_user_attr("discarded", reason)
+            log.info("trial %d set aside: %s", trial.number, reason)
+            raise Discarded(reason)
+        label = trial.user_attrs.get("baseline") or ("rerun" if "retry_of" in trial.user_attrs else "")
+        run.display.start_trial(trial.number, label, len(run.dev))
+        try:
+            return run.loop.run_until_complete(run.runner.run(trial))
+        finally:
+            run.display.end_trial()
+
+    while True:
+        fail_stale(study)
+        trials = study.get_trials(deepcopy=False)
+        if requeue(study, trials, fixed):
+            trials = study.get_trials(deepcopy=False)
+        finished, running = tally(trials)
+        run.display.update(*_progress(run, trials), running)
+        write_records(run.out, run.info, trials)
+        if finished + running >= target:
+            return
+        study.optimize(objective, n_trials=1, catch=(Discarded,), gc_after_trial=False)
+
+
+def _pick_best(run: _Run, complete: list[FrozenTrial]) -> tuple[FrozenTrial, list[int]]:
+    """The best trial (highest dev accuracy; ties: fewer calls, then earlier) and, with two objectives, the front."""
+
+    def rank(t: FrozenTrial) -> tuple:
+        return (t.user_attrs["dev_score"], -t.user_attrs.get("calls_per_query", 0.0), -t.number)
+
+    if not run.objective.multi:
+        return max(complete, key=rank), []
+    front = [t for t in run.study.best_trials if "discarded" not in t.user_attrs]
+    return max(front or complete, key=rank), sorted(t.number for t in front)
+
+
+async def _score_test(run: _Run, best: FrozenTrial, best_checked: Validated, others: list[FrozenTrial]) -> list[Comparison]:
+    """The best (its traces and questions.csv into the run folder) and the baselines on the test split."""
+    if not run.test:
+        return []
+    shutil.rmtree(run.out / "traces", ignore_errors=True)
+    scored: dict[str, tuple[int, EvalResult]] = {}
+
+    async def score(trial: FrozenTrial, checked: Validated, out_dir: Path | None) -> EvalResult:
+        key = arch_key(checked)
+        if key not in scored:
+            result = await evaluate(checked, run.benchmark, run.test, run.runner.backends, out_dir=out_dir, chunk_size=run.config.chunk)
+            scored[key] = (trial.number, result)
+        return scored[key][1]
+
+    best_result = await score(best, best_checked, run.out)
+    label = f"best (baseline {best.user_attrs['baseline']})" if "baseline" in best.user_attrs else "best"
+    rows = []
+    for t in others:
+        rows.append((f"baseline {t.user_attrs['baseline']}", t.number, await score(t, rebuild(t, run.space, run.ctx), None)))
+    return compare((label, best.number, best_result), rows)
+
+
+def _finish(run: _Run) -> SearchResult:
+    """Re-score the best against the baselines on test; write archs/, records, best.yaml and the report."""
+    trials = run.study.get_trials(deepcopy=False)
+    kept = counted(trials)
+    complete = [t for t in kept if t.state == TrialState.COMPLETE and "dev_score" in t.user_attrs]
+    if not complete:
+        raise SearchError("no trial completed, so there is no best architecture; run again with more --trials")
+    for t in kept:
+        if t.state in FINISHED and t.params and not (run.out / "archs" / f"trial-{t.number}.yaml").exists():
+            description = f"baseline {t.user_attrs['baseline']}" if "baseline" in t.user_attrs else f"trial {t.number} of study {run.info.study}"
+            write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description)
+    best, front = _pick_best(run, complete)
+    best_checked = rebuild(best, run.space, run.ctx)
+    others = [t for t in complete if "baseline" in t.user_attrs and t.number != best.number]
+    comparisons = run.loop.run_until_complete(_score_test(run, best, best_checked, others))
+    test_scores = {c.number: c.accuracy for c in comparisons}
+    info = replace(run.info, best_trial=best.number, pareto_front=front)
+    write_records(run.out, info, trials, test_scores)
+    export_run(run.out, run.out / BEST_FILE)
+    cost_column = {"calls": "calls_per_query", "tokens": "tokens_per_query"}.get(run.objective.metrics[-1]) if run.objective.multi else None
+    report = write_report(run.out, info, trials_frame(trials, test_scores), best_checked, comparisons, front, cost_column)
+    return SearchResult(
+        out=run.out,
+        study=info.study,
+        storage=info.storage,
+        best_trial=best.number,
+        best=best_checked,
+        dev_score=best.user_attrs["dev_score"],
+        test_score=test_scores.get(best.number),
+        trials=len([t for t in kept if t.state in FINISHED]),
+        report=report,
+    )

@@ -1,0 +1,190 @@
+"""The Optuna study of a run: storage, sampler, pruner, and the bookkeeping that lets several workers
+share one study and any of them resume it.
+
+Trial accounting, so that a study ends with exactly N counted trials whoever runs them:
+- baselines are enqueued (fixed parameters, user attr `baseline`) by every worker that finds one missing;
+  a failed trial is enqueued again (user attr `retry_of`) when nothing else reruns it;
+- a worker that pops a baseline or retry that an earlier-numbered trial already covers, or a trial that
+  started after N others were already running or finished, marks it FAIL with a `discarded` reason; such
+  trials are left out of every count and record.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
+
+from archon_search.search.objective import Objective, SearchError
+from archon_search.search.records import FINISHED, counted, public_url
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "gp")
+# a worker that stops beating for GRACE_S (killed, machine lost) has its trial failed and rerun
+HEARTBEAT_S = 10
+GRACE_S = 60
+POLL_S = 2.0
+
+
+class Discarded(Exception):
+    """Raised inside a trial that must not count (duplicate or surplus); the trial ends FAIL, marked."""
+
+
+def make_storage(url: str) -> RDBStorage:
+    """An RDB storage with heartbeats (so a dead worker's trial gets rerun) and patient SQLite locking."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    except ImportError as exc:
+        raise SearchError(f"--storage {public_url(url)}: missing database driver ({exc.name}); pip install psycopg2-binary") from None
+    except (SQLAlchemyError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SearchError(f"--storage {public_url(url)}: cannot open the study database: {reason}") from None
+
+
+def startup_trials(n_trials: int) -> int:
+    """Random trials before the model-based sampler takes over: a quarter of the run, 2 to 10."""
+    return min(10, max(2, n_trials // 4))
+
+
+def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
+    """tpe (multivariate, grouped for conditional parameters; the default), random, or gp (needs PyTorch)."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise SearchError(f"--sampler gp needs {' and '.join(missing)}: pip install torch scipy, or use --sampler tpe")
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(n_trials))
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup_trials(n_trials)
+            )
+    raise SearchError(f"--sampler {name!r} is not known; use one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(objective: Objective) -> optuna.pruners.BasePruner:
+    """Median pruning on the running dev accuracy; none with two objectives (Optuna cannot prune those)."""
+    if objective.multi:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+def open_study(
+    storage: RDBStorage,
+    name: str,
+    objective: Objective,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    fingerprint: Mapping[str, Any],
+) -> Study:
+    """Create the study or load it; refuse to go on with a study made with other settings."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=objective.directions, load_if_exists=True
+        )
+    stored = study.user_attrs
+    for key, value in fingerprint.items():
+        if key in stored and stored[key] != value:
+            raise SearchError(
+                f"study {name!r} was run with {key} {stored[key]!r}, not {value!r}; "
+                "use the same options to resume it, or another --study/--out"
+            )
+        if key not in stored:
+            study.set_user_attr(key, value)
+    return study
+
+
+def trial_key(trial: FrozenTrial) -> str:
+    """What a trial stands for: a baseline, or the first run of some parameters and its reruns."""
+    if "baseline" in trial.user_attrs:
+        return f"baseline:{trial.user_attrs['baseline']}"
+    return f"retry:{trial.user_attrs.get('retry_of', trial.number)}"
+
+
+def requeue(study: Study, trials: Sequence[FrozenTrial], baselines: Mapping[str, dict]) -> int:
+    """Enqueue every baseline and every failed trial that no live trial covers; return how many were enqueued."""
+    covered: dict[str, bool] = defaultdict(bool)
+    params: dict[str, dict] = {}
+    for t in trials:
+        key = trial_key(t)
+        covered[key] |= t.state != TrialState.FAIL
+        if t.state == TrialState.FAIL and t.params and key.startswith("retry:"):
+            params.setdefault(key, t.params)
+    enqueued = 0
+    for name, fixed in baselines.items():
+        if not covered[f"baseline:{name}"]:
+            study.enqueue_trial(fixed, user_attrs={"baseline": name})
+            enqueued += 1
+    for key, fixed in params.items():
+        if not covered[key]:
+            root = int(key.split(":", 1)[1])
+            study.enqueue_trial(fixed, user_attrs={"retry_of": root})
+            log.info("trial %d failed before it finished; it will be rerun", root)
+            enqueued += 1
+    return enqueued
+
+
+def discard_reason(study: Study, number: int, target: int) -> str | None:
+    """Why the just-started trial `number` must not count, or None when it should run."""
+    trials = study.get_trials(deepcopy=False)
+    me = next(t for t in trials if t.number == number)
+    key = trial_key(me)
+    if "baseline" in me.user_attrs or "retry_of" in me.user_attrs:
+        earlier = [t.number for t in trials if trial_key(t) == key and t.state != TrialState.FAIL and t.number < number]
+        if earlier:
+            return f"trial {min(earlier)} already stands for {key}"
+    live = sorted(
+        (t for t in counted(trials) if t.state in (*FINISHED, TrialState.RUNNING)),
+        key=lambda t: (t.datetime_start, t.number),
+    )
+    if [t.number for t in live].index(number) >= target:
+        return f"the study already has {target} trials"
+    return None
+
+
+def tally(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
+    """(finished, running) counted trials."""
+    kept = counted(trials)
+    return sum(t.state in FINISHED for t in kept), sum(t.state == TrialState.RUNNING for t in kept)
+
+
+def fail_stale(study: Study) -> None:
+    """Fail trials whose worker stopped beating (their retries are then enqueued by `requeue`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def wait_for_running(study: Study, on_wait=None) -> None:
+    """Block until no counted trial is running (other workers finishing theirs, or going stale)."""
+    while True:
+        fail_stale(study)
+        _, running = tally(study.get_trials(deepcopy=False))
+        if not running:
+            return
+        if on_wait is not None:
+            on_wait(running)
+        time.sleep(POLL_S)

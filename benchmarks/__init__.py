@@ -1,0 +1,1 @@
+"""Benchmark definitions shipped with the repository, the constructed landscape, and the speed suite."""
