@@ -16,7 +16,7 @@ from archon_search.benchmarks.base import Benchmark, Item
 from archon_search.benchmarks.judged import JudgedBenchmark
 from archon_search.executor import Executor, QueryResult, Usage
 from archon_search.judge import Judgement
-from archon_search.metrics import accuracy_ci
+from archon_search.metrics import accuracy_ci, results_frame, save_questions_csv
 from archon_search.ops import OpContext, QueryState
 from archon_search.traces import write_trace
 from archon_search.validate import Validated
@@ -167,10 +167,9 @@ async def evaluate(
             progress(len(chunk))
         if on_chunk is not None:
             on_chunk([r["correct"] for r in rows if not math.isnan(r["correct"])], total.calls)
-    frame = pd.DataFrame(rows)
+    frame = results_frame(rows)
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(out_dir / "questions.csv", index=False)
+        save_questions_csv(frame, out_dir / "questions.csv")
     return EvalResult(frame, summarize(frame, total, time.perf_counter() - started, judge_total))
 
 

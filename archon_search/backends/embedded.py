@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import os
@@ -54,6 +55,15 @@ class LoadedModel:
 
 _LOADED: dict[tuple[str, int, int], LoadedModel] = {}
 _LOADING = threading.Lock()
+
+
+@atexit.register
+def _unload_all() -> None:
+    # llama_cpp's __del__ fails when it runs during interpreter teardown; free the models while Python is whole
+    with _LOADING:
+        for model in _LOADED.values():
+            model.llm.close()
+        _LOADED.clear()
 
 
 def _require_llama_cpp() -> Any:
