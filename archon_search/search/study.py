@@ -24,6 +24,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 
 from archon_search.search.objective import Objective, SearchError
@@ -52,12 +53,24 @@ def make_storage(url: str) -> RDBStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except ImportError as exc:
         raise SearchError(f"--storage {public_url(url)}: missing database driver ({exc.name}); pip install psycopg2-binary") from None
     except (SQLAlchemyError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SearchError(f"--storage {public_url(url)}: cannot open the study database: {reason}") from None
+    if url.startswith("sqlite"):
+        event.listen(storage.engine, "connect", _fast_sqlite)
+        storage.engine.dispose()
+    return storage
+
+
+def _fast_sqlite(connection: Any, _record: Any) -> None:
+    # every trial commits a few dozen small writes; without WAL each one waits for a disk sync
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def startup_trials(n_trials: int) -> int:
