@@ -39,8 +39,13 @@ def default_cache_path() -> Path:
 
 
 def cache_key(kind: str, model_id: str, request: ChatRequest) -> str:
-    """Hash of everything that decides an answer; the sample index keeps k samples k distinct entries."""
-    payload = [kind, model_id, request.messages, request.temperature, request.max_tokens, request.sample]
+    """Hash of everything that decides an answer; the sample index keeps k samples k distinct entries.
+
+    At temperature 0 decoding is greedy and the sample's seed changes nothing, so every sample shares
+    sample 0's entry: k samples cost one call.
+    """
+    sample = request.sample if request.temperature > 0 else 0
+    payload = [kind, model_id, request.messages, request.temperature, request.max_tokens, sample]
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 

@@ -105,7 +105,8 @@ def eval_command(
     if split not in ("all", "dev", "test"):
         _fail(ArchonError(f"--split must be all, dev or test, not {split!r}"))
     try:
-        checked = load_architecture(arch_file, _models(models))
+        extra = _models(models) or {}
+        checked = load_architecture(arch_file, extra)
         for warning in checked.warnings:
             err_console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
         benchmark = get_benchmark(bench)
@@ -119,7 +120,8 @@ def eval_command(
         out_dir = out or Path("results") / f"eval-{checked.arch.name}-{benchmark.name}"
 
         async def go():
-            async with BackendPool(checked.arch.models, cache=_cache(cache, no_cache)) as pool:
+            # every --models entry, not just those the layers use: the judge may be one of the others
+            async with BackendPool({**extra, **checked.arch.models}, cache=_cache(cache, no_cache)) as pool:
                 attach_judge(benchmark, pool, judge)
                 with Progress(
                     TextColumn("[bold]{task.description}"),
@@ -297,3 +299,66 @@ def serve(
         _refuse(exc)
     except ArchonError as exc:
         _fail(exc)
+
+
+@app.command()
+def run(
+    budget: int = typer.Option(..., "--budget", "-b", help="LM calls per query that no architecture may exceed."),
+    bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
+    trials: int = typer.Option(20, "--trials", help="Trials the study holds when done, baselines included (a resume stops there)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most N dev questions (and N test questions)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
+    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries the space may use."),
+    space: Optional[Path] = typer.Option(None, "--space", help="Search space YAML (default: the built-in space)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out)."
+    ),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe (multivariate), random, or gp (needs torch)."),
+    objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy,calls | accuracy,tokens"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split and of the sampler."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
+    chunk: int = typer.Option(16, "--chunk", help="Dev questions per chunk; weak trials are pruned between chunks."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
+) -> None:
+    """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
+    against baselines, and write the run folder. The same command again resumes the study."""
+    from archon_search.search.runner import SearchConfig, run_search
+
+    config = SearchConfig(
+        bench=bench,
+        budget=budget,
+        trials=trials,
+        limit=limit,
+        data=data,
+        models_file=models,
+        space_file=space,
+        storage=storage,
+        study=study,
+        sampler=sampler,
+        objective=objective,
+        seed=seed,
+        out=out,
+        cache=cache,
+        no_cache=no_cache,
+        chunk=chunk,
+        judge=judge,
+    )
+    try:
+        result = run_search(config)
+    except ArchitectureError as exc:
+        _refuse(exc)
+    except ArchonError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")
+        raise typer.Exit(130) from None
+    test = "n/a" if result.test_score is None else f"{result.test_score:.3f}"
+    console.print(
+        f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
+        f"({result.best.calls_per_query} LM calls per query), dev {result.dev_score:.3f}, test {test}\n"
+        f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
+        highlight=False,
+    )

@@ -115,7 +115,8 @@ async def evaluate(
     """Run the architecture on `items` in chunks, score each answer, and summarise.
 
     `on_chunk(scores_so_far, calls_so_far)` runs after each chunk and may raise to stop early (the search's
-    pruner does); `progress(n)` is told how many questions just finished.
+    pruner does); its scores leave out NaN ones (unparsed judgements), so the list may be empty. `progress(n)` is
+    told how many questions just finished.
     """
     started = time.perf_counter()
     executor = Executor(checked, backends, op_context(benchmark))

@@ -26,14 +26,24 @@ the same answer, as through a response cache. `Landscape.expected_score(arch)` c
 accuracy over those draws by enumerating candidate label sequences (cost grows as 3^candidates; fine up to
 about 8 candidates per layer), and `best_in_space` finds the true optimum of a small search space by brute
 force over that function.
+
+As the search's speed benchmark (one JSON line: wall and CPU time, trials per second, the true score of the
+best found and, with --optimum, of the space's optimum):
+
+    python -m benchmarks.landscape --trials 30 --budget 6 --items 80 --sampler tpe --optimum
+
+`--storage URL` and `--out DIR` make it one worker of a shared study (the tests run two on PostgreSQL).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
+import json
 import math
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,9 +58,18 @@ from archon_search.ops.fuser import FUSER_PROMPT
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.ops.ranker import RANKER_PROMPT
 from archon_search.ops.verifier import VERIFIER_PROMPT
-from archon_search.search.space import SearchSpace, SpaceContext, fit_to_budget, suggest_point
+from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.space import (
+    SearchSpace,
+    SpaceContext,
+    fit_to_budget,
+    load_space,
+    space_context,
+    suggest_point,
+)
 from archon_search.spec import Architecture, ScriptedModel
 from archon_search.validate import Validated
+from benchmarks.speed_timing import stopwatch
 
 HEAT = 0.25
 CRITIQUE_BONUS = 0.15
@@ -78,6 +97,7 @@ class SimModel:
     verify: float
 
 
+SPACE_FILE = Path(__file__).with_name("landscape-space.yaml")
 DEFAULT_LEVELS = (Level(-1.5, 0.2), Level(0.0, 0.4), Level(1.0, 0.6), Level(2.0, 0.75))
 # `alpha` writes well but judges poorly; `beta` writes poorly but judges well: the best architectures mix them.
 DEFAULT_MODELS = {
@@ -268,7 +288,9 @@ class Landscape:
                         seqs = _extend(seqs, law)
                 outcomes = {(out, False): q for out, q in seqs.items()}
             elif layer.op == "verifier":
-                outcomes = {(kept, critiqued): q for kept, q in _verified(labels, self.models[unit.model].verify).items()}
+                outcomes = {
+                    (kept, critiqued): q for kept, q in _verified(labels, self.models[unit.model].verify).items()
+                }
             elif layer.op == "voter":
                 outcomes = {(_voted(labels, unit.top_k), critiqued): 1.0}
             else:
@@ -330,8 +352,10 @@ def _draws(pool: tuple[str, ...], k: int) -> dict[tuple[str, ...], float]:
 def _verified(labels: tuple[str, ...], skill: float) -> dict[tuple[str, ...], float]:
     out: dict = {}
     for mask in product((True, False), repeat=len(labels)):
-        p = math.prod((skill if lab == "C" else 1 - skill) if keep else (1 - skill if lab == "C" else skill)
-                      for lab, keep in zip(labels, mask))
+        p = math.prod(
+            (skill if lab == "C" else 1 - skill) if keep else (1 - skill if lab == "C" else skill)
+            for lab, keep in zip(labels, mask)
+        )
         kept = tuple(lab for lab, keep in zip(labels, mask) if keep) or labels
         out[kept] = out.get(kept, 0.0) + p
     return out
@@ -515,3 +539,62 @@ def best_in_space(
             best = (checked, score)
     assert best is not None
     return best
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run one search on the landscape (see the module docstring) and print its figures as a JSON line."""
+    parser = argparse.ArgumentParser(description="Search speed on the constructed landscape.")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--budget", type=int, default=6)
+    parser.add_argument("--items", type=int, default=80, help="questions, split half dev, half test")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the search (the landscape keeps seed 0)")
+    parser.add_argument("--sampler", default="tpe")
+    parser.add_argument("--objective", default="accuracy")
+    parser.add_argument("--space", type=Path, default=SPACE_FILE)
+    parser.add_argument("--storage", default=None)
+    parser.add_argument("--study", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="per batch of calls, per model")
+    parser.add_argument("--optimum", action="store_true", help="also find the space's true optimum (brute force)")
+    args = parser.parse_args(argv)
+    landscape = Landscape(n_items=args.items)
+    out = args.out or Path(tempfile.mkdtemp(prefix="landscape-"))
+    config = SearchConfig(
+        bench="landscape",
+        budget=args.budget,
+        trials=args.trials,
+        space_file=args.space,
+        storage=args.storage,
+        study=args.study,
+        sampler=args.sampler,
+        objective=args.objective,
+        seed=args.seed,
+        out=out,
+    )
+    with stopwatch() as timing:
+        result = run_search(
+            config,
+            benchmark=landscape.benchmark(),
+            models=landscape.model_specs(),
+            backends=landscape.backends(args.latency_ms),
+            show_progress=False,
+        )
+    figures = {
+        "trials": result.trials,
+        "wall_s": round(timing.wall_s, 3),
+        "cpu_s": round(timing.cpu_s, 3),
+        "trials_per_s": round(args.trials / timing.wall_s, 3),
+        "best_trial": result.best_trial,
+        "best_expected": round(landscape.expected_score(result.best), 4),
+        "out": str(out),
+    }
+    if args.optimum:
+        space = load_space(args.space)
+        ctx = space_context(space, landscape.model_specs(), args.budget, "answer")
+        figures["optimum_expected"] = round(best_in_space(landscape, space, ctx)[1], 4)
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

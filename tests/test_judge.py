@@ -150,7 +150,7 @@ def test_attach_judge_needs_a_defined_model():
     pool = BackendPool({"j": ScriptedModel(backend="scripted", responses=["[[5]]"])})
     with pytest.raises(BenchmarkError, match="--judge NAME"):
         attach_judge(bench, pool, None)
-    with pytest.raises(Exception, match="unknown model 'nope'"):
+    with pytest.raises(BenchmarkError, match="judge model 'nope' is not defined: add it to the --models FILE"):
         attach_judge(bench, pool, "nope")
     attach_judge(bench, pool, "j")
     assert bench.scorer is not None and bench.scorer.mode == "single"

@@ -18,16 +18,16 @@ A user's benchmark file (DESIGN §1b with `scorer: judge`):
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archon_search.backends.registry import BackendPool
 from archon_search.benchmarks.base import Benchmark, Item
+from archon_search.benchmarks.sources import read_jsonl
 from archon_search.errors import BenchmarkError
 from archon_search.judge import DEFAULT_JUDGE_MAX_TOKENS, Judgement, JudgeMode, JudgeScorer
 from archon_search.spec import NAME_PATTERN
@@ -90,29 +90,15 @@ def attach_judge(benchmark: Benchmark, pool: BackendPool, name: str | None, *, m
         raise BenchmarkError(
             f"benchmark {benchmark.name} is scored by a judge model: pass --judge NAME (a model entry, e.g. --judge embedded)"
         )
+    if chosen not in pool:
+        raise BenchmarkError(
+            f"judge model {chosen!r} is not defined: add it to the --models FILE (defined: {', '.join(sorted(pool))})"
+        )
     spec = pool.spec(chosen)
     scorer = JudgeScorer(
         pool[chosen], benchmark.judge_mode, spec=spec, max_tokens=max_tokens or benchmark.judge_max_tokens
     )
     benchmark.use_judge(scorer)
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line of a JSON-lines file; a bad line is a one-line error."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise BenchmarkError(f"cannot read {path}: {exc.strerror}; check the data path") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
-        if not isinstance(record, dict):
-            raise BenchmarkError(f"{path}:{number}: expected a JSON object per line")
-        yield number, record
 
 
 class OpenEndedFile(BaseModel):
@@ -127,7 +113,7 @@ class OpenEndedFile(BaseModel):
     baseline_field: str | None = None
     id_field: str | None = None
     category_field: str | None = None
-    scorer: str = "judge"
+    scorer: Literal["judge"] = "judge"
     judge: str | None = None
     judge_mode: JudgeMode = "single"
     judge_max_tokens: int = Field(default=DEFAULT_JUDGE_MAX_TOKENS, ge=1)
@@ -165,29 +151,34 @@ class OpenEndedBenchmark(JudgedBenchmark):
         """The items of the file's `data` (or of `data` when given)."""
         path = Path(data) if data else self.data_path
         c = self.config
-        items = []
-        for number, record in read_jsonl(path):
-            turns = _turns(record.get(c.prompt_field))
-            if turns is None:
-                raise BenchmarkError(
-                    f"{path}:{number}: field {c.prompt_field!r} must be a non-empty string or list of strings; "
-                    "set prompt_field to the field holding the prompt"
-                )
-            baseline = _optional(record.get(c.baseline_field)) if c.baseline_field else None
-            if c.judge_mode == "pairwise" and baseline is None:
-                raise BenchmarkError(
-                    f"{path}:{number}: pairwise judging needs a baseline answer in field {c.baseline_field!r}; "
-                    "add one, set baseline_field, or use judge_mode: single"
-                )
-            meta: dict[str, Any] = {"baseline": baseline}
-            if c.category_field and record.get(c.category_field) is not None:
-                meta["category"] = str(record[c.category_field])
-            item_id = str(record[c.id_field]) if c.id_field and c.id_field in record else str(number)
-            reference = _optional(record.get(c.reference_field)) if c.reference_field else None
-            items.append(Item(item_id, turns[0], reference, turns if len(turns) > 1 else (), meta))
+        required = (c.prompt_field,) + ((c.id_field,) if c.id_field else ())
+        items = [self._item(path, number, record) for number, record in enumerate(read_jsonl(path, required), 1)]
         if not items:
             raise BenchmarkError(f"{path} holds no items; add one JSON object per line")
+        ids = [item.id for item in items]
+        if len(set(ids)) != len(ids):
+            raise BenchmarkError(f"{path}: ids are not unique; make field {c.id_field!r} unique or drop id_field")
         return items
+
+    def _item(self, path: Path, number: int, record: dict[str, Any]) -> Item:
+        c = self.config
+        turns = _turns(record[c.prompt_field])
+        if turns is None:
+            raise BenchmarkError(
+                f"{path}: record {number}: field {c.prompt_field!r} must be a non-empty string or list of strings"
+            )
+        baseline = _optional(record.get(c.baseline_field)) if c.baseline_field else None
+        if c.judge_mode == "pairwise" and baseline is None:
+            raise BenchmarkError(
+                f"{path}: record {number}: pairwise judging needs a baseline answer (set baseline_field and fill it "
+                "in every record, or use judge_mode: single)"
+            )
+        meta: dict[str, Any] = {"baseline": baseline}
+        if c.category_field and record.get(c.category_field) is not None:
+            meta["category"] = str(record[c.category_field])
+        reference = _optional(record.get(c.reference_field)) if c.reference_field else None
+        item_id = str(record[c.id_field]) if c.id_field else str(number)
+        return Item(item_id, turns[0], reference, turns if len(turns) > 1 else (), meta)
 
 
 def load_open_ended(path: Path) -> OpenEndedBenchmark:
@@ -205,7 +196,8 @@ def load_open_ended(path: Path) -> OpenEndedBenchmark:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "file"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(OpenEndedFile.model_fields)
+            raise BenchmarkError(f"{path}: unknown field {where!r} (allowed: {allowed})") from None
         raise BenchmarkError(f"{path}: {where}: {error['msg']}") from None
-    if config.scorer != "judge":
-        raise BenchmarkError(f"{path}: scorer is {config.scorer!r}; an open-ended benchmark file uses scorer: judge")
     return OpenEndedBenchmark(config, path.parent)

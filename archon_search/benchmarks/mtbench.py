@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from archon_search.benchmarks.base import Item
-from archon_search.benchmarks.judged import JudgedBenchmark, read_jsonl
+from archon_search.benchmarks.judged import JudgedBenchmark
+from archon_search.benchmarks.registry import register_benchmark
+from archon_search.benchmarks.sources import read_jsonl
 from archon_search.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -37,16 +39,17 @@ def find_references(questions: Path) -> Path | None:
 def load_references(path: Path) -> dict[str, tuple[str, ...]]:
     """question_id -> the reference answer of each turn, from a FastChat answers file (`choices[0].turns`)."""
     references = {}
-    for number, record in read_jsonl(path):
+    for number, record in enumerate(read_jsonl(path, ("question_id", "choices")), 1):
         try:
             references[str(record["question_id"])] = tuple(record["choices"][0]["turns"])
         except (KeyError, IndexError, TypeError):
             raise BenchmarkError(
-                f"{path}:{number}: expected question_id and choices[0].turns (FastChat's reference answer format)"
+                f"{path}: record {number}: expected choices[0].turns (FastChat's reference answer format)"
             ) from None
     return references
 
 
+@register_benchmark("mt-bench")
 class MtBench(JudgedBenchmark):
     """MT-Bench, judged in `single` mode turn by turn; `references` overrides the file found beside the questions."""
 
@@ -68,7 +71,8 @@ class MtBench(JudgedBenchmark):
         log.info(
             "mt-bench: %s", f"GPT-4 references from {reference_file}" if reference_file else "no reference file found"
         )
-        return [self._item(path, number, record, references) for number, record in read_jsonl(path)]
+        records = read_jsonl(path, ("question_id", "category", "turns"))
+        return [self._item(path, number, record, references) for number, record in enumerate(records, 1)]
 
     def _item(self, path: Path, number: int, record: dict[str, Any], references: dict[str, tuple[str, ...]]) -> Item:
         try:

@@ -21,6 +21,7 @@ BUILTIN_MODULES = (
     "archon_search.benchmarks.gsm8k",
     "archon_search.benchmarks.humaneval",
     "archon_search.benchmarks.arith",
+    "archon_search.benchmarks.mtbench",
 )
 
 _FACTORIES: dict[str, BenchmarkFactory] = {}

@@ -33,7 +33,9 @@ class SearchDisplay:
         self.progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.progress.stop()
 
     def update(self, finished: int, best: str, calls: int, running_elsewhere: int = 0) -> None:

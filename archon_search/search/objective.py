@@ -23,7 +23,7 @@ from archon_search.backends.base import Backend
 from archon_search.benchmarks.base import Benchmark, Item
 from archon_search.errors import ArchonError
 from archon_search.evaluate import evaluate
-from archon_search.search.records import atomic_write
+from archon_search.search.records import arch_of, atomic_write, result_of
 from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
 from archon_search.validate import Validated
 
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 ARCHS_DIR = "archs"
 OBJECTIVES = ("accuracy", "accuracy,calls", "accuracy,tokens")
-# user attributes a trial gets from the trial it repeats
-RESULT_ATTRS = ("dev_score", "dev_n", "calls_per_query", "tokens_per_query", "cost", "backend_calls")
 
 
 class SearchError(ArchonError):
@@ -65,10 +63,10 @@ class Objective:
     def directions(self) -> list[str]:
         return ["maximize" if m == "accuracy" else "minimize" for m in self.metrics]
 
-    def values(self, attrs: Mapping) -> list[float]:
-        """The trial's objective values from its user attributes."""
+    def values(self, result: Mapping) -> list[float]:
+        """The objective values from a trial's `result` attribute."""
         column = {"accuracy": "dev_score", "calls": "calls_per_query", "tokens": "tokens_per_query"}
-        return [float(attrs[column[m]]) for m in self.metrics]
+        return [float(result[column[m]]) for m in self.metrics]
 
 
 def arch_key(checked: Validated) -> str:
@@ -124,40 +122,48 @@ class TrialRunner:
     calls_spent: int = 0
 
     async def run(self, trial: optuna.Trial) -> list[float]:
-        """Score one trial's architecture on dev (or take a twin's result); raise `TrialPruned` to stop early."""
+        """Score one trial's architecture on dev (or take a twin's result); raise `TrialPruned` to stop early.
+
+        The trial's user attrs `arch` (key, static calls, repairs) and `result` (dev score, questions, usage per
+        query) are each written once, as a dict: every attribute write is a database commit.
+        """
         _, checked, notes = build_architecture(trial, trial.number, self.space, self.ctx)
         baseline = trial.user_attrs.get("baseline")
         description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
         write_arch(self.out, trial.number, checked, description)
         key = arch_key(checked)
-        trial.set_user_attr("arch_key", key)
-        trial.set_user_attr("static_calls", checked.calls_per_query)
+        arch = {"key": key, "static_calls": checked.calls_per_query}
         if notes:
-            trial.set_user_attr("repaired", "; ".join(notes))
-            log.info("trial %d was over the budget; repaired: %s", trial.number, "; ".join(notes))
+            arch["repaired"] = "; ".join(notes)
+            log.info("trial %d was over the budget; repaired: %s", trial.number, arch["repaired"])
+        trial.set_user_attr("arch", arch)
         twin = self._twin(trial, key)
         if twin is not None:
             return self._repeat(trial, twin)
         prunable = not self.objective.multi and not baseline
-
         calls_before = self.calls_spent
 
         def on_chunk(scores: list[float], calls: int) -> None:
             self.calls_spent = calls_before + calls
             done = len(scores)
-            trial.set_user_attr("dev_score", sum(scores) / done)
-            trial.set_user_attr("dev_n", done)
-            trial.set_user_attr("calls_per_query", calls / done)
             if prunable and done < len(self.dev):
                 trial.report(sum(scores) / done, step=done)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"dev accuracy {sum(scores) / done:.3f} after {done} questions")
+                    partial = {"dev_score": sum(scores) / done, "dev_n": done, "calls_per_query": calls / done}
+                    trial.set_user_attr("result", partial)
+                    raise optuna.TrialPruned(f"dev accuracy {partial['dev_score']:.3f} after {done} questions")
 
-        result = await evaluate(
-            checked, self.benchmark, self.dev, self.backends, chunk_size=self.chunk, on_chunk=on_chunk, progress=self.progress
+        evaluated = await evaluate(
+            checked,
+            self.benchmark,
+            self.dev,
+            self.backends,
+            chunk_size=self.chunk,
+            on_chunk=on_chunk,
+            progress=self.progress,
         )
-        s = result.summary
-        attrs = {
+        s = evaluated.summary
+        result = {
             "dev_score": s.accuracy,
             "dev_n": s.n,
             "calls_per_query": s.calls_per_query,
@@ -165,21 +171,18 @@ class TrialRunner:
             "cost": s.cost,
             "backend_calls": s.backend_calls,
         }
-        for name, value in attrs.items():
-            trial.set_user_attr(name, value)
-        return self.objective.values(attrs)
+        trial.set_user_attr("result", result)
+        return self.objective.values(result)
 
     def _twin(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
         finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        twins = [t for t in finished if t.user_attrs.get("arch_key") == key and "dev_score" in t.user_attrs]
+        twins = [t for t in finished if arch_of(t).get("key") == key and result_of(t)]
         return min(twins, key=lambda t: t.number) if twins else None
 
     def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
-        trial.set_user_attr("same_as", twin.number)
-        for name in RESULT_ATTRS:
-            if name in twin.user_attrs:
-                trial.set_user_attr(name, twin.user_attrs[name])
+        result = result_of(twin) | {"same_as": twin.number}
+        trial.set_user_attr("result", result)
         log.info("trial %d has the architecture of trial %d; took its result", trial.number, twin.number)
         if twin.state == TrialState.PRUNED:
             raise optuna.TrialPruned(f"same architecture as pruned trial {twin.number}")
-        return self.objective.values(twin.user_attrs)
+        return self.objective.values(result)

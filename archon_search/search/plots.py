@@ -22,12 +22,22 @@ def plot_history(frame: pd.DataFrame, path: Path, title: str) -> Path:
     pruned = scored[scored["state"] == "PRUNED"]
     ax.scatter(done["number"], done["dev_score"], s=22, color="tab:blue", label="trial")
     if len(pruned):
-        ax.scatter(pruned["number"], pruned["dev_score"], s=22, marker="x", color="tab:gray", label="pruned (partial score)")
+        ax.scatter(
+            pruned["number"], pruned["dev_score"], s=22, marker="x", color="tab:gray", label="pruned (partial score)"
+        )
     bases = done[done["baseline"].notna()]
     if len(bases):
-        ax.scatter(bases["number"], bases["dev_score"], s=80, marker="*", color="tab:orange", label="baseline", zorder=3)
+        ax.scatter(
+            bases["number"], bases["dev_score"], s=80, marker="*", color="tab:orange", label="baseline", zorder=3
+        )
         for _, row in bases.iterrows():
-            ax.annotate(str(row["baseline"]), (row["number"], row["dev_score"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                str(row["baseline"]),
+                (row["number"], row["dev_score"]),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
     if len(done):
         ax.step(done["number"], done["dev_score"].cummax(), where="post", color="tab:green", label="best so far")
     ax.set_xlabel("trial")
@@ -49,7 +59,13 @@ def plot_pareto(frame: pd.DataFrame, front: list[int], cost_column: str, path: P
     best = done[done["number"].isin(front)].sort_values(cost_column)
     ax.plot(best[cost_column], best["dev_score"], "-o", color="tab:red", label="Pareto front")
     for _, row in best.iterrows():
-        ax.annotate(f"#{int(row['number'])}", (row[cost_column], row["dev_score"]), fontsize=7, xytext=(4, -10), textcoords="offset points")
+        ax.annotate(
+            f"#{int(row['number'])}",
+            (row[cost_column], row["dev_score"]),
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+        )
     ax.set_xlabel(cost_column.replace("_", " "))
     ax.set_ylabel("dev accuracy")
     ax.set_title(title)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 TRIALS_FILE = "trials.csv"
@@ -38,14 +38,31 @@ def atomic_write(path: Path, text: str) -> None:
 def public_url(url: str) -> str:
     """The storage URL without its password (safe to write down and log)."""
     try:
-        return make_url(url).set(password=None).render_as_string(hide_password=False)
+        parsed = make_url(url)
     except ArgumentError:
         return url.split("@")[-1]
+    bare = URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database, parsed.query)
+    return bare.render_as_string(hide_password=False)
+
+
+def result_of(trial: FrozenTrial) -> dict[str, Any]:
+    """A trial's dev result (score, questions scored, usage per query; `same_as` when it took a twin's), or {}."""
+    return trial.user_attrs.get("result") or {}
+
+
+def arch_of(trial: FrozenTrial) -> dict[str, Any]:
+    """What a trial recorded of its architecture: `key`, `static_calls`, and `repaired` when it was cut to the budget."""
+    return trial.user_attrs.get("arch") or {}
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that belong to the search: all but those a worker discarded (duplicates, surplus)."""
     return [t for t in trials if "discarded" not in t.user_attrs]
+
+
+def _param(value: Any) -> Any:
+    # float steps leave values like 0.30000000000000004
+    return round(value, 6) if isinstance(value, float) else value
 
 
 def _number(value: Any) -> float | None:
@@ -59,28 +76,32 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
     test_scores = test_scores or {}
     rows = []
     for t in counted(trials):
-        a = t.user_attrs
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else None
+        r, arch = result_of(t), arch_of(t)
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
         rows.append(
             {
                 "number": t.number,
                 "state": t.state.name,
-                "baseline": a.get("baseline"),
-                "dev_score": a.get("dev_score"),
+                "baseline": t.user_attrs.get("baseline"),
+                "dev_score": r.get("dev_score"),
                 "test_score": test_scores.get(t.number),
-                "calls_per_query": a.get("calls_per_query"),
-                "static_calls": a.get("static_calls"),
-                "tokens_per_query": a.get("tokens_per_query"),
-                "cost": a.get("cost"),
-                "backend_calls": a.get("backend_calls"),
-                "dev_n": a.get("dev_n"),
+                "calls_per_query": r.get("calls_per_query"),
+                "static_calls": arch.get("static_calls"),
+                "tokens_per_query": r.get("tokens_per_query"),
+                "cost": r.get("cost"),
+                "backend_calls": r.get("backend_calls"),
+                "dev_n": r.get("dev_n"),
                 "pruned": t.state == TrialState.PRUNED,
-                "same_as": a.get("same_as"),
-                "repaired": a.get("repaired"),
-                "retry_of": a.get("retry_of"),
+                "same_as": r.get("same_as"),
+                "repaired": arch.get("repaired"),
+                "retry_of": t.user_attrs.get("retry_of"),
                 "duration_s": duration,
             }
-            | {f"param_{name}": value for name, value in sorted(t.params.items())}
+            | {f"param_{name}": _param(value) for name, value in sorted(t.params.items())}
         )
     return pd.DataFrame(rows)
 
@@ -110,23 +131,25 @@ def run_json(info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int
     test_scores = test_scores or {}
     per_trial = []
     for t in counted(trials):
-        a = t.user_attrs
+        r = result_of(t)
         per_trial.append(
             {
                 "number": t.number,
                 "state": t.state.name,
-                "baseline": a.get("baseline"),
-                "dev_score": _number(a.get("dev_score")),
+                "baseline": t.user_attrs.get("baseline"),
+                "dev_score": _number(r.get("dev_score")),
                 "test_score": test_scores.get(t.number),
-                "calls_per_query": _number(a.get("calls_per_query")),
-                "tokens_per_query": _number(a.get("tokens_per_query")),
+                "calls_per_query": _number(r.get("calls_per_query")),
+                "tokens_per_query": _number(r.get("tokens_per_query")),
                 "params": t.params,
             }
         )
     return asdict(info) | {"trials": per_trial}
 
 
-def write_records(out: Path, info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None) -> None:
+def write_records(
+    out: Path, info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None
+) -> None:
     """Rewrite `trials.csv` and `run.json` from the study's trials."""
     atomic_write(out / TRIALS_FILE, trials_frame(trials, test_scores).to_csv(index=False))
     atomic_write(out / RUN_FILE, json.dumps(run_json(info, trials, test_scores), indent=2, default=str) + "\n")

@@ -66,7 +66,11 @@ def describe(checked: Validated) -> str:
                 bits.append(f"top {u.top_k}")
             units.append(" ".join(b for b in bits if b))
         body = ", ".join(x for x in units if x)
-        parts.append(f"{layer.op}[{body}]" if layer.op in ("generator", "fuser") else (f"{layer.op}({body})" if body else layer.op))
+        parts.append(
+            f"{layer.op}[{body}]"
+            if layer.op in ("generator", "fuser")
+            else (f"{layer.op}({body})" if body else layer.op)
+        )
     return " -> ".join(parts)
 
 
@@ -102,7 +106,8 @@ def write_report(
         "",
         "## Best architecture",
         "",
-        f"Trial {info.best_trial}" + (f" (baseline {best_row['baseline']})" if isinstance(best_row["baseline"], str) else "")
+        f"Trial {info.best_trial}"
+        + (f" (baseline {best_row['baseline']})" if isinstance(best_row["baseline"], str) else "")
         + f": `{describe(best)}`; {best.calls_per_query} LM calls per query at most; "
         f"dev accuracy {_pct(best_row['dev_score'])} on {int(best_row['dev_n'])} questions. "
         "Deploy it with `archon-search export` or use `best.yaml` as it is.",
@@ -122,7 +127,17 @@ def write_report(
             ]
             for c in comparisons
         ]
-        lines += _table(rows, ["architecture", "trial", "test accuracy [95% CI]", "calls/query", "tokens/query", "p (best beats it by chance)"])
+        lines += _table(
+            rows,
+            [
+                "architecture",
+                "trial",
+                "test accuracy [95% CI]",
+                "calls/query",
+                "tokens/query",
+                "p (best beats it by chance)",
+            ],
+        )
         lines += [
             "",
             (
@@ -135,11 +150,20 @@ def write_report(
     if cost_column is not None and front:
         on_front = frame[frame["number"].isin(front)].sort_values(cost_column)
         rows = [
-            [str(int(r["number"])), _pct(r["dev_score"]), f"{r[cost_column]:.2f}", str(r["baseline"]) if isinstance(r["baseline"], str) else ""]
+            [
+                str(int(r["number"])),
+                _pct(r["dev_score"]),
+                f"{r[cost_column]:.2f}",
+                str(r["baseline"]) if isinstance(r["baseline"], str) else "",
+            ]
             for _, r in on_front.iterrows()
         ]
-        plot_pareto(frame, front, cost_column, out / PARETO_PNG, f"{info.bench}: accuracy vs {cost_column.replace('_', ' ')}")
-        lines += ["", "## Pareto front (dev)", ""] + _table(rows, ["trial", "dev accuracy", cost_column.replace("_", " "), "baseline"])
+        plot_pareto(
+            frame, front, cost_column, out / PARETO_PNG, f"{info.bench}: accuracy vs {cost_column.replace('_', ' ')}"
+        )
+        lines += ["", "## Pareto front (dev)", ""] + _table(
+            rows, ["trial", "dev accuracy", cost_column.replace("_", " "), "baseline"]
+        )
         lines += ["", f"![Pareto front]({PARETO_PNG})"]
     plot_history(frame, out / HISTORY_PNG, f"{info.bench}, budget {info.budget}: dev accuracy per trial")
     lines += [

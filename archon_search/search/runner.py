@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -26,7 +28,7 @@ from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, evaluate
 from archon_search.export import export_run
 from archon_search.search.display import SearchDisplay
 from archon_search.search.objective import Objective, SearchError, TrialRunner, arch_key, rebuild, write_arch
-from archon_search.search.records import FINISHED, RunInfo, counted, public_url, trials_frame, write_records
+from archon_search.search.records import FINISHED, RunInfo, counted, public_url, result_of, trials_frame, write_records
 from archon_search.search.report import Comparison, compare, write_report
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import (
@@ -104,10 +106,15 @@ class _Run:
     loop: asyncio.AbstractEventLoop
     runner: TrialRunner
     display: SearchDisplay
+    current: int | None = None
 
 
 def _check_numbers(config: SearchConfig) -> None:
-    for name, value, low in (("--budget", config.budget, 1), ("--trials", config.trials, 1), ("--chunk", config.chunk, 1)):
+    for name, value, low in (
+        ("--budget", config.budget, 1),
+        ("--trials", config.trials, 1),
+        ("--chunk", config.chunk, 1),
+    ):
         if value < low:
             raise SearchError(f"{name} must be at least {low}, found {value}")
     if config.limit is not None and config.limit < 1:
@@ -202,10 +209,24 @@ def run_search(
             attach_judge(bench, pool, config.judge)
         try:
             with SearchDisplay(config.trials, f"{bench.name} b{config.budget}", show_progress) as display:
-                runner = TrialRunner(space, ctx, objective, bench, dev, pool if pool is not None else backends, out, config.chunk, name, display.advance)
+                runner = TrialRunner(
+                    space,
+                    ctx,
+                    objective,
+                    bench,
+                    dev,
+                    pool if pool is not None else backends,
+                    out,
+                    config.chunk,
+                    name,
+                    display.advance,
+                )
                 run = _Run(config, objective, space, ctx, bench, dev, test, out, study, info, loop, runner, display)
-                _search(run)
-                wait_for_running(study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n))
+                with _interruptible(run):
+                    _search(run)
+                wait_for_running(
+                    study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n)
+                )
                 return _finish(run)
         finally:
             if pool is not None:
@@ -213,12 +234,37 @@ def run_search(
             loop.close()
 
 
+@contextmanager
+def _interruptible(run: _Run) -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, and leave no trial of this worker RUNNING when either stops it.
+
+    Optuna fails a trial interrupted inside the objective; an interrupt that lands while Optuna records the
+    trial's result would leave it RUNNING until its heartbeat goes stale, so it is failed here.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        running = {t.number for t in run.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if run.current in running:
+            run.study.tell(run.current, state=TrialState.FAIL)
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _best_text(trials: list[FrozenTrial]) -> str:
-    done = [t for t in counted(trials) if t.state == TrialState.COMPLETE and "dev_score" in t.user_attrs]
+    done = [t for t in counted(trials) if t.state == TrialState.COMPLETE and result_of(t)]
     if not done:
         return "n/a"
-    top = max(done, key=lambda t: t.user_attrs["dev_score"])
-    return f"{top.user_attrs['dev_score']:.3f} (#{top.number})"
+    top = max(done, key=lambda t: result_of(t)["dev_score"])
+    return f"{result_of(top)['dev_score']:.3f} (#{top.number})"
 
 
 def _progress(run: _Run, trials: list[FrozenTrial]) -> tuple[int, str, int]:
@@ -238,6 +284,7 @@ def _search(run: _Run) -> None:
             raise Discarded(reason)
         label = trial.user_attrs.get("baseline") or ("rerun" if "retry_of" in trial.user_attrs else "")
         run.display.start_trial(trial.number, label, len(run.dev))
+        run.current = trial.number
         try:
             return run.loop.run_until_complete(run.runner.run(trial))
         finally:
@@ -254,13 +301,15 @@ def _search(run: _Run) -> None:
         if finished + running >= target:
             return
         study.optimize(objective, n_trials=1, catch=(Discarded,), gc_after_trial=False)
+        run.current = None
 
 
 def _pick_best(run: _Run, complete: list[FrozenTrial]) -> tuple[FrozenTrial, list[int]]:
     """The best trial (highest dev accuracy; ties: fewer calls, then earlier) and, with two objectives, the front."""
 
     def rank(t: FrozenTrial) -> tuple:
-        return (t.user_attrs["dev_score"], -t.user_attrs.get("calls_per_query", 0.0), -t.number)
+        r = result_of(t)
+        return (r["dev_score"], -r.get("calls_per_query", 0.0), -t.number)
 
     if not run.objective.multi:
         return max(complete, key=rank), []
@@ -268,7 +317,9 @@ def _pick_best(run: _Run, complete: list[FrozenTrial]) -> tuple[FrozenTrial, lis
     return max(front or complete, key=rank), sorted(t.number for t in front)
 
 
-async def _score_test(run: _Run, best: FrozenTrial, best_checked: Validated, others: list[FrozenTrial]) -> list[Comparison]:
+async def _score_test(
+    run: _Run, best: FrozenTrial, best_checked: Validated, others: list[FrozenTrial]
+) -> list[Comparison]:
     """The best (its traces and questions.csv into the run folder) and the baselines on the test split."""
     if not run.test:
         return []
@@ -278,7 +329,9 @@ async def _score_test(run: _Run, best: FrozenTrial, best_checked: Validated, oth
     async def score(trial: FrozenTrial, checked: Validated, out_dir: Path | None) -> EvalResult:
         key = arch_key(checked)
         if key not in scored:
-            result = await evaluate(checked, run.benchmark, run.test, run.runner.backends, out_dir=out_dir, chunk_size=run.config.chunk)
+            result = await evaluate(
+                checked, run.benchmark, run.test, run.runner.backends, out_dir=out_dir, chunk_size=run.config.chunk
+            )
             scored[key] = (trial.number, result)
         return scored[key][1]
 
@@ -286,7 +339,9 @@ async def _score_test(run: _Run, best: FrozenTrial, best_checked: Validated, oth
     label = f"best (baseline {best.user_attrs['baseline']})" if "baseline" in best.user_attrs else "best"
     rows = []
     for t in others:
-        rows.append((f"baseline {t.user_attrs['baseline']}", t.number, await score(t, rebuild(t, run.space, run.ctx), None)))
+        rows.append(
+            (f"baseline {t.user_attrs['baseline']}", t.number, await score(t, rebuild(t, run.space, run.ctx), None))
+        )
     return compare((label, best.number, best_result), rows)
 
 
@@ -294,12 +349,16 @@ def _finish(run: _Run) -> SearchResult:
     """Re-score the best against the baselines on test; write archs/, records, best.yaml and the report."""
     trials = run.study.get_trials(deepcopy=False)
     kept = counted(trials)
-    complete = [t for t in kept if t.state == TrialState.COMPLETE and "dev_score" in t.user_attrs]
+    complete = [t for t in kept if t.state == TrialState.COMPLETE and result_of(t)]
     if not complete:
         raise SearchError("no trial completed, so there is no best architecture; run again with more --trials")
     for t in kept:
         if t.state in FINISHED and t.params and not (run.out / "archs" / f"trial-{t.number}.yaml").exists():
-            description = f"baseline {t.user_attrs['baseline']}" if "baseline" in t.user_attrs else f"trial {t.number} of study {run.info.study}"
+            description = (
+                f"baseline {t.user_attrs['baseline']}"
+                if "baseline" in t.user_attrs
+                else f"trial {t.number} of study {run.info.study}"
+            )
             write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description)
     best, front = _pick_best(run, complete)
     best_checked = rebuild(best, run.space, run.ctx)
@@ -309,15 +368,21 @@ def _finish(run: _Run) -> SearchResult:
     info = replace(run.info, best_trial=best.number, pareto_front=front)
     write_records(run.out, info, trials, test_scores)
     export_run(run.out, run.out / BEST_FILE)
-    cost_column = {"calls": "calls_per_query", "tokens": "tokens_per_query"}.get(run.objective.metrics[-1]) if run.objective.multi else None
-    report = write_report(run.out, info, trials_frame(trials, test_scores), best_checked, comparisons, front, cost_column)
+    cost_column = (
+        {"calls": "calls_per_query", "tokens": "tokens_per_query"}.get(run.objective.metrics[-1])
+        if run.objective.multi
+        else None
+    )
+    report = write_report(
+        run.out, info, trials_frame(trials, test_scores), best_checked, comparisons, front, cost_column
+    )
     return SearchResult(
         out=run.out,
         study=info.study,
         storage=info.storage,
         best_trial=best.number,
         best=best_checked,
-        dev_score=best.user_attrs["dev_score"],
+        dev_score=result_of(best)["dev_score"],
         test_score=test_scores.get(best.number),
         trials=len([t for t in kept if t.state in FINISHED]),
         report=report,

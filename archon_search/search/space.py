@@ -201,7 +201,11 @@ class Point:
     def layers(self) -> list[dict]:
         """Raw layers in the space's fixed order; a critic is placed only where R3 allows one."""
         layers: list[dict] = [
-            {"generator": [{"model": u.model, "samples": u.samples, "temperature": u.temperature} for u in self.generator]}
+            {
+                "generator": [
+                    {"model": u.model, "samples": u.samples, "temperature": u.temperature} for u in self.generator
+                ]
+            }
         ]
         has_fuser = self.fuser_layers > 0 and self.fuser_model is not None
         if self.critic and (self.ranker or has_fuser):

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -55,7 +56,9 @@ def make_storage(url: str) -> RDBStorage:
             warnings.simplefilter("ignore", ExperimentalWarning)
             storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except ImportError as exc:
-        raise SearchError(f"--storage {public_url(url)}: missing database driver ({exc.name}); pip install psycopg2-binary") from None
+        raise SearchError(
+            f"--storage {public_url(url)}: missing database driver ({exc.name}); pip install psycopg2-binary"
+        ) from None
     except (SQLAlchemyError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SearchError(f"--storage {public_url(url)}: cannot open the study database: {reason}") from None
@@ -85,7 +88,9 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
     if name == "gp":
         missing = [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]
         if missing:
-            raise SearchError(f"--sampler gp needs {' and '.join(missing)}: pip install torch scipy, or use --sampler tpe")
+            raise SearchError(
+                f"--sampler gp needs {' and '.join(missing)}: pip install torch scipy, or use --sampler tpe"
+            )
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(n_trials))
     if name == "tpe":
         with warnings.catch_warnings():
@@ -116,7 +121,12 @@ def open_study(
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         study = optuna.create_study(
-            study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=objective.directions, load_if_exists=True
+            study_name=name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=objective.directions,
+            load_if_exists=True,
         )
     stored = study.user_attrs
     for key, value in fingerprint.items():
@@ -138,13 +148,15 @@ def trial_key(trial: FrozenTrial) -> str:
 
 
 def requeue(study: Study, trials: Sequence[FrozenTrial], baselines: Mapping[str, dict]) -> int:
-    """Enqueue every baseline and every failed trial that no live trial covers; return how many were enqueued."""
+    """Enqueue every missing baseline, and a rerun of every trial that failed while scoring its architecture and
+    that no live trial covers; return how many were enqueued."""
     covered: dict[str, bool] = defaultdict(bool)
     params: dict[str, dict] = {}
     for t in trials:
         key = trial_key(t)
         covered[key] |= t.state != TrialState.FAIL
-        if t.state == TrialState.FAIL and t.params and key.startswith("retry:"):
+        # a trial stopped before its architecture was built had scored nothing: a fresh trial replaces it
+        if t.state == TrialState.FAIL and "arch" in t.user_attrs and key.startswith("retry:"):
             params.setdefault(key, t.params)
     enqueued = 0
     for name, fixed in baselines.items():
@@ -171,7 +183,7 @@ def discard_reason(study: Study, number: int, target: int) -> str | None:
             return f"trial {min(earlier)} already stands for {key}"
     live = sorted(
         (t for t in counted(trials) if t.state in (*FINISHED, TrialState.RUNNING)),
-        key=lambda t: (t.datetime_start, t.number),
+        key=lambda t: (t.datetime_start or datetime.min, t.number),
     )
     if [t.number for t in live].index(number) >= target:
         return f"the study already has {target} trials"

@@ -1,0 +1,245 @@
+"""`run_search` and `archon-search run` end to end on the landscape: the run folder, resuming, Ctrl-C,
+two objectives, refusing a mismatched study, and trials that must not count."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from archon_search.cli import app
+from archon_search.search.objective import SearchError
+from archon_search.search.records import public_url
+from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.space import baselines, load_space, space_context
+from archon_search.search.study import discard_reason
+from archon_search.validate import load_architecture
+from benchmarks.landscape import SPACE_FILE, Landscape
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUDGET = 6
+
+
+@pytest.fixture
+def landscape() -> Landscape:
+    return Landscape(n_items=24)
+
+
+def search(landscape: Landscape, out: Path, trials: int, **options) -> object:
+    config = SearchConfig(bench="landscape", budget=BUDGET, trials=trials, space_file=SPACE_FILE, out=out, **options)
+    return run_search(
+        config,
+        benchmark=landscape.benchmark(),
+        models=landscape.model_specs(),
+        backends=landscape.backends(),
+        show_progress=False,
+    )
+
+
+def load_study(out: Path, name: str = f"landscape-b{BUDGET}") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
+
+
+def trial_states(out: Path) -> list[str]:
+    """The trials' states in a worker's study.db, SCORING for a running one whose architecture is built; read
+    without touching the schema ([] before it exists)."""
+    if not (out / "study.db").exists():
+        return []
+    query = (
+        "SELECT CASE WHEN t.state = 'RUNNING' AND EXISTS (SELECT 1 FROM trial_user_attributes a "
+        "WHERE a.trial_id = t.trial_id AND a.key = 'arch') THEN 'SCORING' ELSE t.state END FROM trials t"
+    )
+    try:
+        with closing(sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=5)) as db:
+            return [row[0] for row in db.execute(query)]
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_a_run_writes_the_whole_run_folder(landscape, tmp_path):
+    out = tmp_path / "run"
+    result = search(landscape, out, trials=8, chunk=4)
+    for name in ("study.db", "trials.csv", "best.yaml", "run.json", "report.md", "history.png", "questions.csv"):
+        assert (out / name).is_file(), name
+    assert list((out / "traces").glob("*.jsonl"))
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == 8
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    for column in ("number", "state", "dev_score", "calls_per_query", "tokens_per_query", "cost", "pruned", "baseline"):
+        assert column in trials.columns
+    assert any(c.startswith("param_") for c in trials.columns)
+    assert set(trials["baseline"].dropna()) == {"single-alpha", "single-beta", "self-consistency-6"}
+    for number in trials["number"]:
+        load_architecture(out / "archs" / f"trial-{number}.yaml", budget=BUDGET)
+    best = load_architecture(out / "best.yaml", budget=BUDGET)
+    assert best.calls_per_query <= BUDGET
+    run = json.loads((out / "run.json").read_text())
+    assert run["best_trial"] == result.best_trial
+    assert {run["bench"], run["budget"], run["objective"]} == {"landscape", BUDGET, "accuracy"}
+    scored = [t for t in run["trials"] if t["test_score"] is not None]
+    assert {t["number"] for t in scored} >= {result.best_trial}
+    report = (out / "report.md").read_text()
+    assert "95% CI" in report and "baseline self-consistency-6" in report and "history.png" in report
+
+
+def test_the_storage_url_is_recorded_without_its_password():
+    assert public_url("postgresql://archon:s3cret@127.0.0.1:5432/study") == "postgresql://archon@127.0.0.1:5432/study"
+
+
+def test_rerunning_resumes_and_never_redoes_a_finished_trial(landscape, tmp_path):
+    out = tmp_path / "run"
+    search(landscape, out, trials=5)
+    before = {t.number: (t.datetime_complete, t.user_attrs["result"]) for t in load_study(out).get_trials()}
+    result = search(landscape, out, trials=9)
+    trials = load_study(out).get_trials()
+    assert sorted(t.number for t in trials) == list(range(9))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert {t.number: (t.datetime_complete, t.user_attrs["result"]) for t in trials if t.number in before} == before
+    assert result.trials == 9
+    search(landscape, out, trials=9)
+    assert len(load_study(out).get_trials()) == 9
+
+
+def test_a_study_run_with_other_settings_is_refused(landscape, tmp_path):
+    out = tmp_path / "run"
+    search(landscape, out, trials=3)
+    with pytest.raises(SearchError, match="objective 'accuracy'"):
+        search(landscape, out, trials=3, objective="accuracy,calls")
+
+
+def test_two_objectives_give_a_pareto_front(landscape, tmp_path):
+    out = tmp_path / "run"
+    result = search(landscape, out, trials=8, objective="accuracy,calls")
+    run = json.loads((out / "run.json").read_text())
+    assert run["pareto_front"] and result.best_trial in run["pareto_front"]
+    assert (out / "pareto.png").is_file()
+    assert "## Pareto front" in (out / "report.md").read_text()
+
+
+def test_a_baseline_enqueued_twice_runs_once(landscape, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    space = load_space(SPACE_FILE)
+    first = baselines(space, space_context(space, landscape.model_specs(), BUDGET, "answer"))[0]
+    study = optuna.create_study(
+        study_name=f"landscape-b{BUDGET}", storage=f"sqlite:///{out / 'study.db'}", direction="maximize"
+    )
+    for _ in range(2):
+        study.enqueue_trial(first.params, user_attrs={"baseline": first.name})
+    search(landscape, out, trials=6)
+    trials = load_study(out).get_trials()
+    discarded = [t for t in trials if "discarded" in t.user_attrs]
+    assert len(discarded) == 1 and discarded[0].state == TrialState.FAIL
+    counted = [t for t in trials if "discarded" not in t.user_attrs]
+    assert len(counted) == 6
+    assert [t.user_attrs.get("baseline") for t in counted].count(first.name) == 1
+    assert len(pd.read_csv(out / "trials.csv")) == 6
+
+
+def test_a_trial_that_starts_after_the_target_is_surplus():
+    study = optuna.create_study()
+    for value in (1.0, 2.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    trial = study.ask()
+    assert discard_reason(study, trial.number, target=2) == "the study already has 2 trials"
+    assert discard_reason(study, trial.number, target=3) is None
+
+
+def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_path):
+    out = tmp_path / "run"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.landscape",
+            "--trials",
+            "40",
+            "--items",
+            "24",
+            "--latency-ms",
+            "150",
+            "--sampler",
+            "random",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = trial_states(out)
+            if states.count("COMPLETE") + states.count("PRUNED") >= 3 and "SCORING" in states:
+                break
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode != 0
+    trials = load_study(out).get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    search(landscape, out, trials=done + 2, sampler="random")
+    after = load_study(out).get_trials()
+    reruns = [t for t in after if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(reruns) == 1 and reruns[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert reruns[0].params == failed[0].params
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == done + 2
+
+
+SCRIPTED_MODELS = """
+solver: {backend: scripted, responses: ["Two plus two.\\nAnswer: 4"]}
+"""
+
+
+def test_the_cli_runs_a_search_and_says_what_won(tmp_path):
+    models = tmp_path / "models.yaml"
+    models.write_text(SCRIPTED_MODELS)
+    out = tmp_path / "run"
+    args = ["run", "--budget", "3", "--bench", "arith", "--trials", "4", "--limit", "4", "--models", str(models)]
+    result = CliRunner().invoke(app, [*args, "--no-cache", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "best: trial" in result.output
+    assert (out / "report.md").is_file() and (out / "best.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--objective", "accuracy,cost"], "--objective 'accuracy,cost' is not known"),
+        (["--trials", "0"], "--trials must be at least 1"),
+    ],
+)
+def test_the_cli_refuses_bad_options_in_one_line(tmp_path, option, message):
+    result = CliRunner().invoke(
+        app, ["run", "--budget", "2", "--bench", "arith", "--out", str(tmp_path / "r"), *option]
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.skipif(
+    all(importlib.util.find_spec(m) for m in ("torch", "scipy")), reason="the gp sampler's needs are installed"
+)
+def test_the_gp_sampler_without_torch_is_a_one_line_error(landscape, tmp_path):
+    with pytest.raises(SearchError, match="--sampler gp needs .*pip install torch scipy"):
+        search(landscape, tmp_path / "run", trials=2, sampler="gp")
