@@ -22,6 +22,7 @@ from archon_search.cache import CachedBackend, ResponseCache
 from archon_search.evaluate import DEFAULT_CHUNK
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.search.objective import Objective, TrialRunner, rebuild
+from archon_search.search.records import counted
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import make_pruner, make_sampler
@@ -107,20 +108,21 @@ def trials_to_reach(setup: Setup, sampler: str, seed: int, cap: int) -> int | No
     return reached[0] if reached else None
 
 
-def search_efficiency(setup: Setup, samplers: list[str], seeds: int, cap: int) -> dict[str, Reach | str]:
-    """Trials to reach, per sampler over `seeds` seeds; a sampler that cannot run here maps to the reason."""
-    out: dict[str, Reach | str] = {}
+def search_efficiency(setup: Setup, samplers: list[str], seeds: int, cap: int) -> tuple[dict[str, Reach], dict[str, str]]:
+    """Trials to reach, per sampler over `seeds` seeds; and why each sampler that cannot run here cannot."""
+    reaches: dict[str, Reach] = {}
+    unavailable: dict[str, str] = {}
     for sampler in samplers:
         missing = [m for m in ("torch", "scipy") if sampler == "gp" and importlib.util.find_spec(m) is None]
         if missing:
-            out[sampler] = f"the gp sampler needs {' and '.join(missing)}, not installed here"
+            unavailable[sampler] = f"the gp sampler needs {' and '.join(missing)}, not installed here"
             continue
         reach = Reach(sampler, cap)
         for seed in range(seeds):
             reach.trials.append(trials_to_reach(setup, sampler, seed, cap))
             log.info("%s seed %d: %s trials", sampler, seed, reach.trials[-1])
-        out[sampler] = reach
-    return out
+        reaches[sampler] = reach
+    return reaches, unavailable
 
 
 @dataclass
@@ -136,14 +138,13 @@ class Dedupe:
     def ratio(self) -> float:
         return self.backend / self.logical
 
-    def add(self, part: str, cached: bool) -> None:
-        """Count one call of `part`; a cached one reached no model."""
+    def add(self, part: str, logical: int, backend: int) -> None:
+        """Count `logical` calls of `part`, of which `backend` reached a model."""
         counts = self.parts.setdefault(part, {"logical": 0, "backend": 0})
-        counts["logical"] += 1
-        self.logical += 1
-        if not cached:
-            counts["backend"] += 1
-            self.backend += 1
+        counts["logical"] += logical
+        counts["backend"] += backend
+        self.logical += logical
+        self.backend += backend
 
 
 class _Counted(CachedBackend):
@@ -161,7 +162,7 @@ class _Counted(CachedBackend):
             prompt = request.messages[-1][1]
             phase = "test" if any(p in prompt for p in self.test_prompts) else "search"
             kind = "generator" if request.messages[0][1] == GENERATOR_SYSTEM else "other"
-            self.dedupe.add(f"{phase}_{kind}", answer.cached)
+            self.dedupe.add(f"{phase}_{kind}", 1, 0 if answer.cached else 1)
         return answers
 
 
@@ -179,6 +180,13 @@ def cache_dedupe(setup: Setup, trials: int, seed: int) -> Dedupe:
         config = SearchConfig(
             bench=bench.name, budget=setup.budget, trials=trials, space_file=SPACE_FILE, seed=seed, out=Path(folder) / "run"
         )
-        run_search(config, benchmark=bench, models=setup.landscape.model_specs(), backends=backends, show_progress=False)
+        result = run_search(
+            config, benchmark=bench, models=setup.landscape.model_specs(), backends=backends, show_progress=False
+        )
         cache.close()
+        study = optuna.load_study(study_name=result.study, storage=result.storage)
+        # a trial that repeats an earlier trial's architecture takes its result without any call
+        for trial in counted(study.get_trials(deepcopy=False)):
+            if "same_as" in trial.user_attrs:
+                dedupe.add("search_twin", round(trial.user_attrs["calls_per_query"] * trial.user_attrs["dev_n"]), 0)
     return dedupe

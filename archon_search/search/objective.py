@@ -23,13 +23,13 @@ from archon_search.backends.base import Backend
 from archon_search.benchmarks.base import Benchmark, Item
 from archon_search.errors import ArchonError
 from archon_search.evaluate import evaluate
+from archon_search.export import ARCHS_DIR
 from archon_search.search.records import arch_of, atomic_write, result_of
 from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
 from archon_search.validate import Validated
 
 log = logging.getLogger(__name__)
 
-ARCHS_DIR = "archs"
 OBJECTIVES = ("accuracy", "accuracy,calls", "accuracy,tokens")
 
 
@@ -81,6 +81,11 @@ def arch_name(number: int) -> str:
     return f"trial-{number}"
 
 
+def arch_path(out: Path, number: int) -> Path:
+    """Where a run folder keeps trial `number`'s architecture (the place `archon-search export` reads)."""
+    return out / ARCHS_DIR / f"{arch_name(number)}.yaml"
+
+
 def build_architecture(
     params_trial: optuna.Trial | optuna.trial.FixedTrial, number: int, space: SearchSpace, ctx: SpaceContext
 ) -> tuple[Point, Validated, list[str]]:
@@ -97,7 +102,7 @@ def write_arch(out: Path, number: int, checked: Validated, description: str) -> 
     """Write `archs/trial-N.yaml`, self-contained (models included), atomically."""
     body = checked.arch.to_yaml_obj()
     body = {"name": body["name"], "description": description} | {k: v for k, v in body.items() if k != "name"}
-    path = out / ARCHS_DIR / f"{arch_name(number)}.yaml"
+    path = arch_path(out, number)
     atomic_write(path, yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
     return path
 

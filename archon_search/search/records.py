@@ -17,8 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from archon_search.export import RUN_FILE
+
 TRIALS_FILE = "trials.csv"
-RUN_FILE = "run.json"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

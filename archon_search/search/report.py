@@ -108,7 +108,7 @@ def write_report(
         "",
         f"Trial {info.best_trial}"
         + (f" (baseline {best_row['baseline']})" if isinstance(best_row["baseline"], str) else "")
-        + f": `{describe(best)}`; {best.calls_per_query} LM calls per query at most; "
+        + f": `{describe(best)}`; at most {best.calls_per_query} LM call(s) per query; "
         f"dev accuracy {_pct(best_row['dev_score'])} on {int(best_row['dev_n'])} questions. "
         "Deploy it with `archon-search export` or use `best.yaml` as it is.",
         "",

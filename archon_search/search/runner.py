@@ -27,7 +27,15 @@ from archon_search.benchmarks.base import Benchmark, Item, split_items
 from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, evaluate
 from archon_search.export import export_run
 from archon_search.search.display import SearchDisplay
-from archon_search.search.objective import Objective, SearchError, TrialRunner, arch_key, rebuild, write_arch
+from archon_search.search.objective import (
+    Objective,
+    SearchError,
+    TrialRunner,
+    arch_key,
+    arch_path,
+    rebuild,
+    write_arch,
+)
 from archon_search.search.records import FINISHED, RunInfo, counted, public_url, result_of, trials_frame, write_records
 from archon_search.search.report import Comparison, compare, write_report
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
@@ -329,9 +337,17 @@ async def _score_test(
     async def score(trial: FrozenTrial, checked: Validated, out_dir: Path | None) -> EvalResult:
         key = arch_key(checked)
         if key not in scored:
+            run.display.start_trial(trial.number, "test questions", len(run.test))
             result = await evaluate(
-                checked, run.benchmark, run.test, run.runner.backends, out_dir=out_dir, chunk_size=run.config.chunk
+                checked,
+                run.benchmark,
+                run.test,
+                run.runner.backends,
+                out_dir=out_dir,
+                chunk_size=run.config.chunk,
+                progress=run.display.advance,
             )
+            run.display.end_trial()
             scored[key] = (trial.number, result)
         return scored[key][1]
 
@@ -353,7 +369,7 @@ def _finish(run: _Run) -> SearchResult:
     if not complete:
         raise SearchError("no trial completed, so there is no best architecture; run again with more --trials")
     for t in kept:
-        if t.state in FINISHED and t.params and not (run.out / "archs" / f"trial-{t.number}.yaml").exists():
+        if t.state in FINISHED and t.params and not arch_path(run.out, t.number).exists():
             description = (
                 f"baseline {t.user_attrs['baseline']}"
                 if "baseline" in t.user_attrs

@@ -81,7 +81,7 @@ class SearchSpace(_Strict):
     """What the search may build; see `default_space.yaml` for the meaning of each field."""
 
     models: list[str] | None = None
-    max_tokens: int = Field(default=256, ge=1)
+    max_tokens: int = Field(default=128, ge=1)
     temperature: float = Field(default=0.7, ge=0, le=2)
     generator: GeneratorSpace = Field(default_factory=GeneratorSpace)
     critic: bool = True

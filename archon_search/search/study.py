@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +27,8 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
 from archon_search.search.objective import Objective, SearchError
 from archon_search.search.records import FINISHED, counted, public_url
@@ -38,10 +40,25 @@ SAMPLERS = ("tpe", "random", "gp")
 HEARTBEAT_S = 10
 GRACE_S = 60
 POLL_S = 2.0
+SCHEMA_RETRIES = 5
 
 
 class Discarded(Exception):
     """Raised inside a trial that must not count (duplicate or surplus); the trial ends FAIL, marked."""
+
+
+def with_driver(url: str) -> str:
+    """`url`, with a bare `postgresql://` pinned to the PostgreSQL driver that is installed (SQLAlchemy 2.1 would
+    pick psycopg 3 even where only psycopg2 is)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.drivername != "postgresql" or importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return parsed.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    return url
 
 
 def make_storage(url: str) -> RDBStorage:
@@ -52,12 +69,11 @@ def make_storage(url: str) -> RDBStorage:
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        storage = _open_storage(with_driver(url), engine_kwargs)
     except ImportError as exc:
+        missing = getattr(exc.__cause__, "name", None) or "a database driver"
         raise SearchError(
-            f"--storage {public_url(url)}: missing database driver ({exc.name}); pip install psycopg2-binary"
+            f"--storage {public_url(url)}: {missing} is not installed; for PostgreSQL: pip install psycopg2-binary"
         ) from None
     except (SQLAlchemyError, RuntimeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -66,6 +82,22 @@ def make_storage(url: str) -> RDBStorage:
         event.listen(storage.engine, "connect", _fast_sqlite)
         storage.engine.dispose()
     return storage
+
+
+def _open_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    # workers started together on an empty database race to create Optuna's tables; the loser retries and finds them
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+                )
+        except (IntegrityError, ProgrammingError):
+            if attempt == SCHEMA_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0.2, 1.0))
+    raise AssertionError("unreachable")
 
 
 def _fast_sqlite(connection: Any, _record: Any) -> None:
@@ -203,7 +235,7 @@ def fail_stale(study: Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def wait_for_running(study: Study, on_wait=None) -> None:
+def wait_for_running(study: Study, on_wait: Callable[[int], None] | None = None) -> None:
     """Block until no counted trial is running (other workers finishing theirs, or going stale)."""
     while True:
         fail_stale(study)
