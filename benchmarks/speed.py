@@ -52,7 +52,7 @@ class Params:
     budget: int = 6
     dedupe_trials: int = 30
     dedupe_seeds: int = 5
-    seeds: int = 40
+    seeds: int = 60
     cap: int = 200
     embedded_questions: int = 8
     embedded_samples: int = 2
@@ -62,7 +62,15 @@ class Params:
 
 
 FULL = Params()
-QUICK = Params(repeats=5, overhead_questions=200, dedupe_seeds=3, seeds=20, embedded_questions=4, embedded_tokens=48, embedded_repeats=3)
+QUICK = Params(
+    repeats=5,
+    overhead_questions=200,
+    dedupe_seeds=3,
+    seeds=30,
+    embedded_questions=4,
+    embedded_tokens=48,
+    embedded_repeats=3,
+)
 
 
 def _critical_path(p: Params) -> dict[str, Any]:
@@ -101,6 +109,7 @@ def _search(p: Params) -> dict[str, Any]:
     dedupes = [cache_dedupe(setup, p.dedupe_trials, seed) for seed in range(p.dedupe_seeds)]
     logical = sum(d.logical for d in dedupes)
     backend = sum(d.backend for d in dedupes)
+    distinct = sum(len(d.distinct) for d in dedupes)
     parts: dict[str, dict[str, int]] = {}
     for d in dedupes:
         for name, counts in d.parts.items():
@@ -121,6 +130,7 @@ def _search(p: Params) -> dict[str, Any]:
             "cache_dedupe": {
                 "logical_calls": logical,
                 "backend_calls": backend,
+                "distinct_requests": distinct,
                 "per_search": [round(d.ratio, 4) for d in dedupes],
                 "parts": parts,
             },
@@ -156,7 +166,10 @@ def _embedded(p: Params) -> dict[str, Any]:
 FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] = {
     "critical_path": (_critical_path, ("critical_path_ratio", "sequential_speedup")),
     "overhead": (_overhead, ("overhead_us_per_call",)),
-    "search": (_search, ("cache_dedupe_ratio", "search_efficiency", "search_efficiency_gp", "search_efficiency_gp_reason")),
+    "search": (
+        _search,
+        ("cache_dedupe_ratio", "search_efficiency", "search_efficiency_gp", "search_efficiency_gp_reason"),
+    ),
     "embedded": (_embedded, ("embedded_throughput_ratio",)),
 }
 
@@ -214,7 +227,12 @@ def _parser() -> argparse.ArgumentParser:
     chosen.add_argument("--skip", help="comma-separated figures to leave out")
     for f in dataclasses.fields(Params):
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, type=type(getattr(FULL, f.name)), default=None, help=f"(full {getattr(FULL, f.name)}, quick {getattr(QUICK, f.name)})")
+        parser.add_argument(
+            flag,
+            type=type(getattr(FULL, f.name)),
+            default=None,
+            help=f"(full {getattr(FULL, f.name)}, quick {getattr(QUICK, f.name)})",
+        )
     return parser
 
 

@@ -67,6 +67,7 @@ class CriticalPath:
 
     @property
     def ratio(self) -> float:
+        """Ideal over actual: 1.0 means no time lost beyond the model latency itself."""
         return self.ideal_s / self.actual_s
 
 

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
 from archon_search.benchmarks.base import split_items
-from archon_search.cache import CachedBackend, ResponseCache
+from archon_search.cache import CachedBackend, ResponseCache, cache_key
 from archon_search.evaluate import DEFAULT_CHUNK
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.search.objective import Objective, TrialRunner, rebuild
@@ -64,6 +64,7 @@ class Reach:
 
     @property
     def median(self) -> float:
+        """The median over seeds, a run that never reached counting as cap + 1."""
         return statistics.median(self.cap + 1 if n is None else n for n in self.trials)
 
     @property
@@ -98,17 +99,30 @@ def trials_to_reach(setup: Setup, sampler: str, seed: int, cap: int) -> int | No
     try:
         with tempfile.TemporaryDirectory() as out:
             runner = TrialRunner(
-                setup.space, setup.ctx, objective, bench, dev, setup.landscape.backends(), Path(out), DEFAULT_CHUNK, "speed"
+                setup.space,
+                setup.ctx,
+                objective,
+                bench,
+                dev,
+                setup.landscape.backends(),
+                Path(out),
+                DEFAULT_CHUNK,
+                "speed",
             )
             study.optimize(
-                lambda trial: loop.run_until_complete(runner.run(trial)), n_trials=cap, callbacks=[check], gc_after_trial=False
+                lambda trial: loop.run_until_complete(runner.run(trial)),
+                n_trials=cap,
+                callbacks=[check],
+                gc_after_trial=False,
             )
     finally:
         loop.close()
     return reached[0] if reached else None
 
 
-def search_efficiency(setup: Setup, samplers: list[str], seeds: int, cap: int) -> tuple[dict[str, Reach], dict[str, str]]:
+def search_efficiency(
+    setup: Setup, samplers: list[str], seeds: int, cap: int
+) -> tuple[dict[str, Reach], dict[str, str]]:
     """Trials to reach, per sampler over `seeds` seeds; and why each sampler that cannot run here cannot."""
     reaches: dict[str, Reach] = {}
     unavailable: dict[str, str] = {}
@@ -128,14 +142,18 @@ def search_efficiency(setup: Setup, samplers: list[str], seeds: int, cap: int) -
 @dataclass
 class Dedupe:
     """LM calls of a whole search: asked for by the executor (`logical`) and sent to a model (`backend`),
-    also split by phase (`search` on dev, `test` re-scoring) and layer kind (`generator`, `other`)."""
+    also split by phase (`search` on dev, `test` re-scoring) and layer kind (`generator`, `other`).
+    `distinct` holds the cache key of every request asked for: a search that wastes no call makes exactly
+    one backend call per distinct request."""
 
     logical: int = 0
     backend: int = 0
     parts: dict[str, dict[str, int]] = field(default_factory=dict)
+    distinct: set[str] = field(default_factory=set)
 
     @property
     def ratio(self) -> float:
+        """Backend calls per logical call."""
         return self.backend / self.logical
 
     def add(self, part: str, logical: int, backend: int) -> None:
@@ -159,6 +177,7 @@ class _Counted(CachedBackend):
         """Answer as the cached backend does, and count."""
         answers = await super().complete(requests)
         for request, answer in zip(requests, answers):
+            self.dedupe.distinct.add(cache_key(self.inner.kind, self.inner.model_id, request))
             prompt = request.messages[-1][1]
             phase = "test" if any(p in prompt for p in self.test_prompts) else "search"
             kind = "generator" if request.messages[0][1] == GENERATOR_SYSTEM else "other"
@@ -178,7 +197,12 @@ def cache_dedupe(setup: Setup, trials: int, seed: int) -> Dedupe:
             for name, sim in setup.landscape.backends().items()
         }
         config = SearchConfig(
-            bench=bench.name, budget=setup.budget, trials=trials, space_file=SPACE_FILE, seed=seed, out=Path(folder) / "run"
+            bench=bench.name,
+            budget=setup.budget,
+            trials=trials,
+            space_file=SPACE_FILE,
+            seed=seed,
+            out=Path(folder) / "run",
         )
         result = run_search(
             config, benchmark=bench, models=setup.landscape.model_specs(), backends=backends, show_progress=False
