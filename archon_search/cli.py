@@ -358,7 +358,7 @@ def run(
     test = "n/a" if result.test_score is None else f"{result.test_score:.3f}"
     console.print(
         f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
-        f"({result.best.calls_per_query} LM calls per query), dev {result.dev_score:.3f}, test {test}\n"
+        f"(at most {result.best.calls_per_query} LM call(s) per query), dev {result.dev_score:.3f}, test {test}\n"
         f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
         highlight=False,
     )
