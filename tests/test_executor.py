@@ -173,6 +173,18 @@ def test_samples_are_distinct_requests_and_units_do_not_collide():
     assert len({c.request for c in plan}) == 4
 
 
+def test_a_units_samples_are_the_same_requests_whatever_shares_its_layer():
+    spec = scripted(responses=["x"])
+    models = {"m": spec, "k": spec}
+    alone = validate_text("name: a\nlayers: [{generator: {model: m, samples: 2}}]", models=models)
+    mixed = validate_text(
+        "name: b\nlayers: [{generator: [{model: k, samples: 3}, {model: m, samples: 2}]}]", models=models
+    )
+    plans = [Executor(c, {n: ScriptedBackend(spec) for n in models}, CTX).ops[0].plan(states(1)[0]) for c in (alone, mixed)]
+    assert [c.request.sample for c in plans[1]] == [0, 1, 2, 0, 1]
+    assert [c.request for c in plans[0]] == [c.request for c in plans[1] if c.model == "m"]
+
+
 def test_second_run_is_answered_from_the_cache(tmp_path):
     spec = scripted(responses=["one 1", "two 2", "three 3"])
     checked = validate_text(ARCHS["crf"], models={"m": spec})

@@ -86,6 +86,15 @@ def test_the_context_resolves_models_and_refuses_impossible_budgets(tmp_path):
         space_context(load_space(named), MODELS, 2, "answer")
 
 
+def test_the_judge_model_is_not_searched_unless_it_is_the_only_one_or_named(tmp_path):
+    space = load_space()
+    assert space_context(space, MODELS, 4, "judge", judge="large").models == ("small",)
+    assert space_context(space, None, 4, "judge", judge="embedded").models == ("embedded",)
+    named = tmp_path / "space.yaml"
+    named.write_text("models: [small, large]\n")
+    assert space_context(load_space(named), MODELS, 4, "judge", judge="large").models == ("small", "large")
+
+
 @pytest.mark.parametrize("kind", ["answer", "code", "judge"])
 @pytest.mark.parametrize("budget", [1, 2, 3, 5, 8, 16, 40])
 def test_every_point_is_a_valid_architecture_within_the_budget(kind, budget):
@@ -115,6 +124,18 @@ def test_an_over_budget_point_is_repaired_by_cutting_samples_first():
     assert checked.calls_per_query <= 6
     assert notes[0] == "gen0_samples -1"
     assert fixed.ranker == "large"
+
+
+def test_units_get_the_benchmarks_max_tokens_unless_the_space_sets_them(tmp_path):
+    point = Point(generator=(GenUnit("small", 2, 0.7),), fuser_layers=1, fuser_model="large")
+    ctx = space_context(load_space(), MODELS, 6, "answer", max_tokens=1024)
+    _, checked, _ = fit_to_budget(point, load_space(), ctx, "p")
+    assert {checked.arch.max_tokens(u) for layer in checked.arch.layers for u in layer.units} == {1024}
+    named = tmp_path / "space.yaml"
+    named.write_text("max_tokens: 64\n")
+    ctx = space_context(load_space(named), MODELS, 6, "answer", max_tokens=1024)
+    _, checked, _ = fit_to_budget(point, load_space(named), ctx, "p")
+    assert {checked.arch.max_tokens(u) for layer in checked.arch.layers for u in layer.units} == {64}
 
 
 def test_repair_drops_the_most_optional_op_when_calls_tie():

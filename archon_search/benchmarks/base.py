@@ -35,6 +35,8 @@ class Benchmark(ABC):
     kind: BenchKind = "answer"
     #: Appended to the generator's prompt so answers come in a form `extract` can read.
     answer_instruction: str = ""
+    #: max_tokens of every unit a search builds when its space leaves `max_tokens` unset: room for this task's answers.
+    max_tokens: int = 512
 
     @abstractmethod
     def load(self, data: str | Path | None = None) -> list[Item]:

@@ -18,6 +18,8 @@ class Math500(ScoredBenchmark):
     """MATH-500, scored by math-verify on the last `\\boxed{}` answer; `meta` keeps subject and level."""
 
     name = "math"
+    # competition solutions run long; a cut-off solution has no \\boxed{} answer to score
+    max_tokens = 1024
 
     def __init__(self) -> None:
         super().__init__(MathScorer())

@@ -81,6 +81,23 @@ class Op(ABC):
         messages.append({"role": "user", "content": prompt})
         return ChatRequest.of(messages, self.arch.temperature(unit), self.arch.max_tokens(unit), sample)
 
+    def sampled_calls(self, state: QueryState, prompt: str, system: str | None = None) -> list[PlannedCall]:
+        """`samples` calls per unit of the layer, all with the same prompt.
+
+        Sample indices count per (model, temperature, max_tokens), so two equal units still ask distinct
+        questions while a unit's n-th sample is the same request (one cache entry) whatever other models
+        share its layer: a search reuses it across architectures.
+        """
+        calls = []
+        seen: dict[tuple[str, float, int], int] = {}
+        for ui, unit in enumerate(self.layer.units):
+            shape = (unit.model, self.arch.temperature(unit), self.arch.max_tokens(unit))
+            for _ in range(unit.samples):
+                sample = seen.get(shape, 0)
+                seen[shape] = sample + 1
+                calls.append(PlannedCall(unit.model, self.request(unit, prompt, state, sample, system), ui))
+        return calls
+
     @abstractmethod
     def plan(self, state: QueryState) -> list[PlannedCall]:
         """The LM calls this op needs for one question, in a stable order."""

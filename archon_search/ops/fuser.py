@@ -27,13 +27,7 @@ class Fuser(Op):
 
     def plan(self, state: QueryState) -> list[PlannedCall]:
         prompt = FUSER_PROMPT.format(question=state.question, candidates=numbered(state.candidates))
-        calls = []
-        sample = 0
-        for ui, unit in enumerate(self.layer.units):
-            for _ in range(unit.samples):
-                calls.append(PlannedCall(unit.model, self.request(unit, prompt, state, sample), ui))
-                sample += 1
-        return calls
+        return self.sampled_calls(state, prompt)
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         fused_from = len(state.candidates)

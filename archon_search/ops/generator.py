@@ -11,19 +11,12 @@ GENERATOR_SYSTEM = "You are a helpful, careful assistant. Think step by step, th
 
 
 class Generator(Op):
-    """Each unit samples `samples` candidates; sample indices run across the layer so equal units stay distinct."""
+    """Each unit samples `samples` candidates (see `Op.sampled_calls` for how samples are numbered)."""
 
     name = "generator"
 
     def plan(self, state: QueryState) -> list[PlannedCall]:
-        calls = []
-        sample = 0
-        for ui, unit in enumerate(self.layer.units):
-            for _ in range(unit.samples):
-                request = self.request(unit, state.question, state, sample, GENERATOR_SYSTEM)
-                calls.append(PlannedCall(unit.model, request, ui))
-                sample += 1
-        return calls
+        return self.sampled_calls(state, state.question, GENERATOR_SYSTEM)
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         state.candidates = [

@@ -151,7 +151,7 @@ class TrialRunner:
         def on_chunk(scores: list[float], calls: int) -> None:
             self.calls_spent = calls_before + calls
             done = len(scores)
-            if prunable and done < len(self.dev):
+            if prunable and 0 < done < len(self.dev):
                 trial.report(sum(scores) / done, step=done)
                 if trial.should_prune():
                     partial = {"dev_score": sum(scores) / done, "dev_n": done, "calls_per_query": calls / done}

@@ -39,13 +39,16 @@ def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, Eval
     out = [_comparison(label, number, result, None)]
     for other_label, other_number, other in others:
         theirs = other.rows.set_index("id")["correct"].astype(float).reindex(scores.index)
-        p = paired_bootstrap_pvalue(scores.tolist(), theirs.fillna(0.0).tolist())
+        # Only questions both scored count: an unparsed judgement (NaN) is neither a win nor a loss.
+        pairs = pd.DataFrame({"best": scores, "other": theirs}).dropna()
+        p = paired_bootstrap_pvalue(pairs["best"].tolist(), pairs["other"].tolist()) if len(pairs) else None
         out.append(_comparison(other_label, other_number, other, p))
     return out
 
 
 def _comparison(label: str, number: int, result: EvalResult, p: float | None) -> Comparison:
-    mean, low, high = accuracy_ci(result.rows["correct"].astype(float).tolist())
+    scored = result.rows["correct"].astype(float).dropna().tolist()
+    mean, low, high = accuracy_ci(scored) if scored else (float("nan"),) * 3
     s = result.summary
     return Comparison(label, number, s.n, mean, low, high, s.calls_per_query, s.tokens_per_query, p)
 

@@ -178,7 +178,7 @@ def run_search(
     space = load_space(config.space_file)
     specs = dict(models) if models is not None else (load_models_file(config.models_file) if config.models_file else {})
     bench = benchmark if benchmark is not None else get_benchmark(config.bench)
-    ctx = space_context(space, specs, config.budget, bench.kind)
+    ctx = space_context(space, specs, config.budget, bench.kind, judge=config.judge, max_tokens=bench.max_tokens)
     dev, test = _split(bench, config)
     out = config.out or Path("results") / f"{bench.name}-b{config.budget}"
     out.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ class SearchSpace(_Strict):
     """What the search may build; see `default_space.yaml` for the meaning of each field."""
 
     models: list[str] | None = None
-    max_tokens: int = Field(default=128, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.7, ge=0, le=2)
     generator: GeneratorSpace = Field(default_factory=GeneratorSpace)
     critic: bool = True
@@ -143,6 +143,8 @@ class SpaceContext:
     model_specs: dict[str, Any]
     budget: int
     kind: BenchKind
+    #: max_tokens of every unit: the space's, else the benchmark's.
+    max_tokens: int = 512
 
     @property
     def allows_voter(self) -> bool:
@@ -153,10 +155,24 @@ class SpaceContext:
         return self.kind == "code"
 
 
-def space_context(space: SearchSpace, model_specs: dict[str, Any] | None, budget: int, kind: BenchKind) -> SpaceContext:
-    """Resolve the allowed models (space list, else every --models entry, else `embedded`) and check the budget."""
+def space_context(
+    space: SearchSpace,
+    model_specs: dict[str, Any] | None,
+    budget: int,
+    kind: BenchKind,
+    judge: str | None = None,
+    max_tokens: int = 512,
+) -> SpaceContext:
+    """Resolve the allowed models (space list, else every --models entry, else `embedded`) and check the budget.
+
+    `max_tokens` (the benchmark's answer length) applies where the space sets none. Without a space list the
+    `judge` model is left out when another model remains: an architecture that answers
+    with its own judge grades itself.
+    """
     specs = dict(model_specs or {})
     names = tuple(space.models) if space.models else (tuple(specs) or ("embedded",))
+    if not space.models and judge in names and len(names) > 1:
+        names = tuple(n for n in names if n != judge)
     unknown = [n for n in names if n not in specs and n != "embedded"]
     if unknown:
         raise SpaceError(
@@ -169,7 +185,9 @@ def space_context(space: SearchSpace, model_specs: dict[str, Any] | None, budget
         raise SpaceError(
             f"generator.samples starts at {space.generator.samples[0]}, above the budget of {budget}; lower it"
         )
-    return SpaceContext(models=names, model_specs=specs, budget=budget, kind=kind)
+    return SpaceContext(
+        models=names, model_specs=specs, budget=budget, kind=kind, max_tokens=space.max_tokens or max_tokens
+    )
 
 
 @dataclass(frozen=True)
@@ -225,12 +243,12 @@ class Point:
         return layers
 
 
-def architecture_dict(point: Point, name: str, space: SearchSpace) -> dict:
+def architecture_dict(point: Point, name: str, space: SearchSpace, ctx: SpaceContext) -> dict:
     """The point as a raw architecture; `check_architecture(raw, models=ctx.model_specs)` resolves its models,
     and the validated architecture's `to_yaml_obj()` is self-contained."""
     return {
         "name": name,
-        "defaults": {"temperature": space.temperature, "max_tokens": space.max_tokens},
+        "defaults": {"temperature": space.temperature, "max_tokens": ctx.max_tokens},
         "layers": point.layers(),
     }
 
@@ -323,7 +341,7 @@ def fit_to_budget(point: Point, space: SearchSpace, ctx: SpaceContext, name: str
     """
     notes: list[str] = []
     while True:
-        checked = check_architecture(architecture_dict(point, name, space), name, ctx.model_specs)
+        checked = check_architecture(architecture_dict(point, name, space, ctx), name, ctx.model_specs)
         if checked.calls_per_query <= ctx.budget:
             return point, checked, notes
         most = max(c.calls for c in checked.layers)
