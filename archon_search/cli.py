@@ -1,16 +1,21 @@
 """The `archon-search` command line (Typer). Each command is a thin shell over a library module."""
 
+# Typer declares options and arguments as default values, which is what B008 flags.
+# ruff: noqa: B008
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from archon_search.errors import ArchonError, ArchitectureError
+from archon_search.errors import ArchitectureError, ArchonError
 from archon_search.validate import load_architecture, load_models_file
 
 app = typer.Typer(
@@ -22,27 +27,40 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _fail(exc: ArchonError) -> None:
+def _fail(exc: ArchonError) -> NoReturn:
     for line in str(exc).splitlines():
         err_console.print(f"[red]error[/red] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
-def _models(path: Optional[Path]) -> dict | None:
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Report a refused architecture issue by issue, any other library error as such, and exit 1."""
+    try:
+        yield
+    except ArchitectureError as exc:
+        _refuse(exc)
+    except ArchonError as exc:
+        _fail(exc)
+
+
+def _models(path: Path | None) -> dict | None:
     return load_models_file(path) if path else None
 
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does.")) -> None:
     """archon-search: find the best way to spend inference compute on a task."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
 def validate(
     files: list[Path] = typer.Argument(..., help="Architecture YAML files."),
-    budget: Optional[int] = typer.Option(None, "--budget", "-b", help="Refuse files over B LM calls per query (R8)."),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    budget: int | None = typer.Option(None, "--budget", "-b", help="Refuse files over B LM calls per query (R8)."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
 ) -> None:
     """Check architecture files against rules R1-R8; print calls per query and warnings. Exit 1 if any is refused."""
     try:
@@ -69,7 +87,7 @@ def validate(
         raise typer.Exit(1)
 
 
-def _cache(cache: Optional[Path], no_cache: bool):
+def _cache(cache: Path | None, no_cache: bool):
     from archon_search.cache import ResponseCache
 
     return None if no_cache else ResponseCache(cache)
@@ -79,15 +97,17 @@ def _cache(cache: Optional[Path], no_cache: bool):
 def eval_command(
     arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to score."),
     bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
-    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Score only the first N questions of the split."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for questions.csv and traces/ [results/eval-ARCH-BENCH]."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="Score only the first N questions of the split."),
+    data: Path | None = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for questions.csv and traces/ (default: results/eval-ARCH-BENCH)."
+    ),
     split: str = typer.Option("all", "--split", help="Which items: all, dev or test (the search's seeded split)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file [user cache dir]."),
+    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
-    judge: Optional[str] = typer.Option(
+    judge: str | None = typer.Option(
         None, "--judge", help="Model entry that grades answers of judged benchmarks (mt-bench, scorer: judge)."
     ),
 ) -> None:
@@ -189,9 +209,7 @@ def _print_categories(rows) -> None:
     console.print(table)
 
 
-def _refuse(exc: ArchitectureError) -> None:
-    from rich.markup import escape
-
+def _refuse(exc: ArchitectureError) -> NoReturn:
     for issue in exc.issues:
         err_console.print(f"[red]refused[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -200,11 +218,9 @@ def _refuse(exc: ArchitectureError) -> None:
 @app.command()
 def show(
     arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to draw."),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
 ) -> None:
     """Draw an architecture in the terminal: question, layers with their units, answer, and LM calls per query."""
-    from rich.markup import escape
-
     from archon_search.render import render_architecture
 
     try:
@@ -219,19 +235,13 @@ def show(
 @app.command("import-archon")
 def import_archon_command(
     config: Path = typer.Argument(..., metavar="CONFIG.json", help="Archon JSON config to convert."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the YAML to this file instead of printing it."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the YAML to this file instead of printing it."),
 ) -> None:
     """Convert an Archon JSON config into an architecture file, or say which rule keeps it from being one."""
-    from rich.markup import escape
-
     from archon_search.archon_import import import_archon
 
-    try:
+    with _reported():
         result = import_archon(config)
-    except ArchitectureError as exc:
-        _refuse(exc)
-    except ArchonError as exc:
-        _fail(exc)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     if out is None:
@@ -249,20 +259,14 @@ def import_archon_command(
 def export(
     run: Path = typer.Argument(..., metavar="RUN", help="Run folder written by `archon-search run`."),
     out: Path = typer.Option(Path("best.yaml"), "--out", "-o", help="File to write."),
-    trial: Optional[int] = typer.Option(None, "--trial", help="Export this trial instead of the run's best."),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries replacing the run's."),
+    trial: int | None = typer.Option(None, "--trial", help="Export this trial instead of the run's best."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries replacing the run's."),
 ) -> None:
     """Write a run's best architecture (or --trial N) as a self-contained YAML file, ready to validate and serve."""
-    from rich.markup import escape
-
     from archon_search.export import export_run
 
-    try:
+    with _reported():
         exported = export_run(run, out, trial, _models(models))
-    except ArchitectureError as exc:
-        _refuse(exc)
-    except ArchonError as exc:
-        _fail(exc)
     console.print(
         f"[green]wrote[/green] {escape(str(out))}: trial {exported.trial.number} of {escape(str(run))}, "
         f"{exported.checked.calls_per_query} LM calls per query; serve it with: archon-search serve {escape(str(out))}",
@@ -275,11 +279,13 @@ def serve(
     arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to serve."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", "-p", help="TCP port to listen on."),
-    api_key_env: Optional[str] = typer.Option(
-        None, "--api-key-env", help="Require 'Authorization: Bearer <key>', the key read from this environment variable."
+    api_key_env: str | None = typer.Option(
+        None,
+        "--api-key-env",
+        help="Require 'Authorization: Bearer <key>', the key read from this environment variable.",
     ),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file [user cache dir]."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
 ) -> None:
     """Serve an architecture as an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models, GET /health."""
@@ -287,7 +293,7 @@ def serve(
     from archon_search.serve import api_key_from_env
     from archon_search.serve import serve as serve_forever
 
-    try:
+    with _reported():
         key = api_key_from_env(api_key_env) if api_key_env else None
         arch = Architecture.load(arch_file, _models(models), cache=_cache(cache, no_cache))
         console.print(
@@ -295,33 +301,37 @@ def serve(
             highlight=False,
         )
         serve_forever(arch, host, port, key)
-    except ArchitectureError as exc:
-        _refuse(exc)
-    except ArchonError as exc:
-        _fail(exc)
 
 
 @app.command()
 def run(
     budget: int = typer.Option(..., "--budget", "-b", help="LM calls per query that no architecture may exceed."),
     bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
-    trials: int = typer.Option(20, "--trials", help="Trials the study holds when done, baselines included (a resume stops there)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most N dev questions (and N test questions)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
-    models: Optional[Path] = typer.Option(None, "--models", help="YAML file of model entries the space may use."),
-    space: Optional[Path] = typer.Option(None, "--space", help="Search space YAML (default: the built-in space)."),
-    storage: Optional[str] = typer.Option(
-        None, "--storage", help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out)."
+    trials: int = typer.Option(
+        20, "--trials", help="Trials the study holds when done, baselines included (a resume stops there)."
     ),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
+    limit: int | None = typer.Option(None, "--limit", help="Use at most N dev questions (and N test questions)."),
+    data: Path | None = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries the space may use."),
+    space: Path | None = typer.Option(None, "--space", help="Search space YAML (default: the built-in space)."),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out).",
+    ),
+    study: str | None = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe (multivariate), random, or gp (needs torch)."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy,calls | accuracy,tokens"),
     seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split and of the sampler."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
-    chunk: int = typer.Option(16, "--chunk", help="Dev questions per chunk; weak trials are pruned between chunks."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
+    chunk: int | None = typer.Option(
+        None,
+        "--chunk",
+        help="Dev questions per chunk; weak trials are pruned between chunks (default: a third of dev, 4 to 16).",
+    ),
+    judge: str | None = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
 ) -> None:
     """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
     against baselines, and write the run folder. The same command again resumes the study."""
@@ -347,11 +357,8 @@ def run(
         judge=judge,
     )
     try:
-        result = run_search(config)
-    except ArchitectureError as exc:
-        _refuse(exc)
-    except ArchonError as exc:
-        _fail(exc)
+        with _reported():
+            result = run_search(config)
     except KeyboardInterrupt:
         err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -30,12 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, ParamSpec, TypeVar
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: stdout and stderr are each cut to this many characters (head and tail kept).
 MAX_OUTPUT_CHARS = 20_000
@@ -114,18 +117,18 @@ def run_python(
     return _run(source, _isolation(), timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s, files=files)
 
 
-async def arun_python(
-    source: str,
-    *,
-    timeout_s: float = 10,
-    memory_mb: int = 512,
-    cpu_s: int | None = None,
-    files: Mapping[str, str] | None = None,
-) -> SandboxResult:
-    """`run_python` in a worker thread, so the event loop keeps serving other questions meanwhile."""
-    return await asyncio.to_thread(
-        run_python, source, timeout_s=timeout_s, memory_mb=memory_mb, cpu_s=cpu_s, files=files
-    )
+def _in_worker_thread(fn: Callable[_P, _R]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """`fn` as a coroutine function with the same parameters (and defaults) that runs it in a worker thread."""
+
+    @functools.wraps(fn)
+    async def in_thread(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    return in_thread
+
+
+#: `run_python` in a worker thread, so the event loop keeps serving other questions meanwhile.
+arun_python = _in_worker_thread(run_python)
 
 
 def sandbox_info() -> dict[str, Any]:

@@ -6,7 +6,7 @@ These models only describe shape and ranges (R7); the composition rules that spa
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -79,7 +79,7 @@ class ScriptedModel(_Priced):
 
 
 ModelSpec = Annotated[
-    Union[EmbeddedModel, OpenAIModel, VLLMModel, ScriptedModel], Field(discriminator="backend")
+    EmbeddedModel | OpenAIModel | VLLMModel | ScriptedModel, Field(discriminator="backend")
 ]
 BACKENDS = ("embedded", "openai", "vllm", "scripted")
 
@@ -158,16 +158,16 @@ UNIT_TYPES: dict[str, type[_Strict]] = {
 OPS = tuple(UNIT_TYPES)
 SINGLE_UNIT_OPS = frozenset(OPS) - {"generator", "fuser"}
 
-Unit = Union[
-    GeneratorUnit,
-    FuserUnit,
-    CriticUnit,
-    RankerUnit,
-    VerifierUnit,
-    UnitTestGeneratorUnit,
-    UnitTestEvaluatorUnit,
-    VoterUnit,
-]
+Unit = (
+    GeneratorUnit
+    | FuserUnit
+    | CriticUnit
+    | RankerUnit
+    | VerifierUnit
+    | UnitTestGeneratorUnit
+    | UnitTestEvaluatorUnit
+    | VoterUnit
+)
 
 
 class Layer(_Strict):

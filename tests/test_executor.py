@@ -231,7 +231,7 @@ layers:
     )
 
     def fenced(text):
-        found = re.search(r"```python\n(.*?)```", text, re.S)
+        found = re.search(r"```python\n(.*?)```", text, re.DOTALL)
         return found.group(1) if found else None
 
     ctx = OpContext(extract=fenced, task_kind="code", sandbox_timeout_s=3)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from archon_search.cli import app
 from archon_search.search.objective import SearchError
 from archon_search.search.records import public_url
-from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.runner import SearchConfig, chunk_for, run_search
 from archon_search.search.space import baselines, load_space, space_context
 from archon_search.search.study import discard_reason
 from archon_search.validate import load_architecture
@@ -243,3 +243,7 @@ def test_the_cli_refuses_bad_options_in_one_line(tmp_path, option, message):
 def test_the_gp_sampler_without_torch_is_a_one_line_error(landscape, tmp_path):
     with pytest.raises(SearchError, match="--sampler gp needs .*pip install torch scipy"):
         search(landscape, tmp_path / "run", trials=2, sampler="gp")
+
+
+def test_small_dev_sets_get_several_pruning_points_large_ones_big_chunks():
+    assert [chunk_for(n) for n in (1, 6, 12, 30, 250)] == [4, 4, 4, 10, 16]

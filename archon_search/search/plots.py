@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 HISTORY_PNG = "history.png"
 PARETO_PNG = "pareto.png"
@@ -40,15 +42,7 @@ def plot_history(frame: pd.DataFrame, path: Path, title: str) -> Path:
             )
     if len(done):
         ax.step(done["number"], done["dev_score"].cummax(), where="post", color="tab:green", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("dev accuracy")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "trial", title, path)
 
 
 def plot_pareto(frame: pd.DataFrame, front: list[int], cost_column: str, path: Path, title: str) -> Path:
@@ -66,7 +60,12 @@ def plot_pareto(frame: pd.DataFrame, front: list[int], cost_column: str, path: P
             xytext=(4, -10),
             textcoords="offset points",
         )
-    ax.set_xlabel(cost_column.replace("_", " "))
+    return _save(fig, ax, cost_column.replace("_", " "), title, path)
+
+
+def _save(fig: Figure, ax: Axes, xlabel: str, title: str, path: Path) -> Path:
+    """Label, title, legend and grid shared by both plots; write the PNG and free the figure."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("dev accuracy")
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -78,7 +79,8 @@ class SearchConfig:
     out: Path | None = None
     cache: Path | None = None
     no_cache: bool = False
-    chunk: int = DEFAULT_CHUNK
+    #: dev questions per chunk (pruning happens between chunks); None: `chunk_for(len(dev))`
+    chunk: int | None = None
     judge: str | None = None
 
 
@@ -117,13 +119,19 @@ class _Run:
     current: int | None = None
 
 
+def chunk_for(dev_n: int) -> int:
+    """A third of the dev questions, 4 to DEFAULT_CHUNK: small dev sets still get pruning points, large ones
+    keep chunks big enough for API backends to work on many questions at once."""
+    return max(4, min(DEFAULT_CHUNK, math.ceil(dev_n / 3)))
+
+
 def _check_numbers(config: SearchConfig) -> None:
     for name, value, low in (
         ("--budget", config.budget, 1),
         ("--trials", config.trials, 1),
         ("--chunk", config.chunk, 1),
     ):
-        if value < low:
+        if value is not None and value < low:
             raise SearchError(f"{name} must be at least {low}, found {value}")
     if config.limit is not None and config.limit < 1:
         raise SearchError(f"--limit must be at least 1, found {config.limit}")
@@ -225,7 +233,7 @@ def run_search(
                     dev,
                     pool if pool is not None else backends,
                     out,
-                    config.chunk,
+                    config.chunk or chunk_for(len(dev)),
                     name,
                     display.advance,
                 )
@@ -344,7 +352,7 @@ async def _score_test(
                 run.test,
                 run.runner.backends,
                 out_dir=out_dir,
-                chunk_size=run.config.chunk,
+                chunk_size=run.runner.chunk,
                 progress=run.display.advance,
             )
             run.display.end_trial()
