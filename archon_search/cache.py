@@ -160,7 +160,14 @@ class CachedBackend(Backend):
                 todo.setdefault(key, request)
         fresh: dict[str, Completion] = {}
         if todo:
-            answers = await self.inner.complete(list(todo.values()))
+            try:
+                answers = await self.inner.complete(list(todo.values()))
+            except BackendError as exc:
+                # what the failed batch did answer was paid for: a resume must not pay for it again
+                if exc.partial and self.cache is not None:
+                    pending = list(todo)
+                    self.cache.put_many({pending[i]: c for i, c in exc.partial.items() if i < len(pending)})
+                raise
             if len(answers) != len(todo):
                 raise BackendError(
                     f"{self.kind} model {self.model_id}: {len(answers)} answers for {len(todo)} requests; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # everything str.splitlines() breaks on: user text (a model name, a field) must not split an issue's line
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -42,7 +43,15 @@ class ArchitectureError(ArchonError):
 
 
 class BackendError(ArchonError):
-    """A model backend failed in a way retries cannot fix (missing key, unknown model, server down)."""
+    """A model backend failed in a way retries cannot fix (missing key, unknown model, server down).
+
+    `partial` maps the index of each request of the failed batch that did get an answer to that answer, so
+    a caller can keep what was paid for (the response cache stores them).
+    """
+
+    def __init__(self, message: str, partial: dict[int, Any] | None = None):
+        super().__init__(message)
+        self.partial: dict[int, Any] = dict(partial or {})
 
 
 class BenchmarkError(ArchonError):

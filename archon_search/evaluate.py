@@ -109,14 +109,15 @@ async def evaluate(
     *,
     out_dir: Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
-    on_chunk: Callable[[list[float], int], None] | None = None,
+    on_chunk: Callable[[list[float], int, int], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Run the architecture on `items` in chunks, score each answer, and summarise.
 
-    `on_chunk(scores_so_far, calls_so_far)` runs after each chunk and may raise to stop early (the search's
-    pruner does); its scores leave out NaN ones (unparsed judgements), so the list may be empty. `progress(n)` is
-    told how many questions just finished.
+    `on_chunk(scores_so_far, calls_so_far, queries_so_far)` runs after each chunk and may raise to stop early (the search's
+    pruner does); its scores leave out NaN ones (unparsed judgements), so the list may be empty; a query is one
+    turn of one item (multi-turn items run the architecture once per turn). `progress(n)` is told how many
+    questions just finished.
     """
     started = time.perf_counter()
     executor = Executor(checked, backends, op_context(benchmark))
@@ -143,6 +144,7 @@ async def evaluate(
                 "reference": item.reference,
                 "calls": usage.calls,
                 "tokens": usage.tokens,
+                "turns": len(turns),
                 "backend_calls": usage.backend_calls,
                 "cost": usage.cost,
                 "covered": covered,
@@ -167,7 +169,8 @@ async def evaluate(
         if progress is not None:
             progress(len(chunk))
         if on_chunk is not None:
-            on_chunk([r["correct"] for r in rows if not math.isnan(r["correct"])], total.calls)
+            scores = [r["correct"] for r in rows if not math.isnan(r["correct"])]
+            on_chunk(scores, total.calls, sum(r["turns"] for r in rows))
     frame = results_frame(rows)
     if out_dir is not None:
         save_questions_csv(frame, out_dir / "questions.csv")
@@ -177,12 +180,14 @@ async def evaluate(
 def summarize(frame: pd.DataFrame, total: Usage, wall_s: float, judge: Usage | None = None) -> EvalSummary:
     """Accuracy with a bootstrap CI, coverage, and per-query usage from the per-question rows.
 
-    NaN scores (unparsed judgements) are left out of the accuracy and counted in `unscored`; `judge` is the
-    judge model's usage, reported apart from the architecture's.
+    NaN scores (unparsed judgements) are left out of the accuracy and counted in `unscored`; with none left the
+    accuracy is NaN, never a score of 0. Usage is per query: per turn where rows have a `turns` column. `judge` is
+    the judge model's usage, reported apart from the architecture's.
     """
     n = len(frame)
     scores = frame["correct"].astype(float).dropna().tolist() if n else []
-    mean, lo, hi = accuracy_ci(scores) if scores else (0.0, 0.0, 0.0)
+    mean, lo, hi = accuracy_ci(scores) if scores else (math.nan,) * 3
+    queries = int(frame["turns"].sum()) if n and "turns" in frame else n
     judge = judge or Usage()
     covered = frame["covered"].dropna() if n else pd.Series(dtype=float)
     return EvalSummary(
@@ -191,8 +196,8 @@ def summarize(frame: pd.DataFrame, total: Usage, wall_s: float, judge: Usage | N
         ci_low=lo,
         ci_high=hi,
         coverage=float(covered.astype(float).mean()) if len(covered) else None,
-        calls_per_query=total.calls / n if n else 0.0,
-        tokens_per_query=total.tokens / n if n else 0.0,
+        calls_per_query=total.calls / queries if queries else 0.0,
+        tokens_per_query=total.tokens / queries if queries else 0.0,
         backend_calls=total.backend_calls,
         cost=total.cost,
         wall_s=wall_s,

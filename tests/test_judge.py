@@ -185,7 +185,8 @@ def test_multi_turn_flow_and_judge_usage_apart(tmp_path):
     assert row["calls"] == 2 and row["judge_calls"] == 2 and row["judge_tokens"] > 0
     assert row["grade"] == 6.0 and row["turn_values"] == "9;3" and row["category"] == "math"
     s = result.summary
-    assert s.calls_per_query == 2 and s.judge_calls == 2 and s.judge_tokens == row["judge_tokens"]
+    # two turns, one call each: one call per query
+    assert s.calls_per_query == 1 and s.judge_calls == 2 and s.judge_tokens == row["judge_tokens"]
     saved = pd.read_csv(tmp_path / "questions.csv")
     assert {"judge_calls", "judge_tokens", "grade", "unparsed"} <= set(saved.columns)
 

@@ -178,5 +178,15 @@ class EmbeddedBackend(Backend):
         )
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Answer the requests one after another off the event loop (the model runs one call at a time)."""
-        return [await asyncio.to_thread(self._generate, r) for r in requests]
+        """Answer the requests one after another off the event loop (the model runs one call at a time).
+
+        A failure carries the answers made before it in `BackendError.partial`.
+        """
+        done: list[Completion] = []
+        for request in requests:
+            try:
+                done.append(await asyncio.to_thread(self._generate, request))
+            except BackendError as exc:
+                exc.partial = dict(enumerate(done))
+                raise
+        return done

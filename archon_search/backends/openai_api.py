@@ -128,8 +128,19 @@ class OpenAIBackend(Backend):
         return self.spec.model_id
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Send every request concurrently (bounded by `max_concurrency`)."""
-        return list(await asyncio.gather(*(self._complete_one(r) for r in requests)))
+        """Send every request concurrently (bounded by `max_concurrency`).
+
+        When one fails for good the rest still finish (they are paid for), then the first failure is raised
+        with the answers that came back in `BackendError.partial`.
+        """
+        results = await asyncio.gather(*(self._complete_one(r) for r in requests), return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        if failed is None:
+            return list(results)
+        partial = {i: r for i, r in enumerate(results) if isinstance(r, Completion)}
+        if isinstance(failed, BackendError):
+            failed.partial = partial
+        raise failed
 
     async def _complete_one(self, request: ChatRequest) -> Completion:
         async with self._semaphore:

@@ -148,13 +148,13 @@ class TrialRunner:
         prunable = not self.objective.multi and not baseline
         calls_before = self.calls_spent
 
-        def on_chunk(scores: list[float], calls: int) -> None:
+        def on_chunk(scores: list[float], calls: int, queries: int) -> None:
             self.calls_spent = calls_before + calls
             done = len(scores)
             if prunable and 0 < done < len(self.dev):
                 trial.report(sum(scores) / done, step=done)
                 if trial.should_prune():
-                    partial = {"dev_score": sum(scores) / done, "dev_n": done, "calls_per_query": calls / done}
+                    partial = {"dev_score": sum(scores) / done, "dev_n": done, "calls_per_query": calls / queries}
                     trial.set_user_attr("result", partial)
                     raise optuna.TrialPruned(f"dev accuracy {partial['dev_score']:.3f} after {done} questions")
 
@@ -168,6 +168,11 @@ class TrialRunner:
             progress=self.progress,
         )
         s = evaluated.summary
+        if s.n and s.unscored == s.n:
+            raise SearchError(
+                f"trial {trial.number}: the judge gave no readable grade for any of the {s.n} dev questions; "
+                "check the --judge model (a larger model, or more judge_max_tokens)"
+            )
         result = {
             "dev_score": s.accuracy,
             "dev_n": s.n,
@@ -176,6 +181,8 @@ class TrialRunner:
             "cost": s.cost,
             "backend_calls": s.backend_calls,
         }
+        if self.benchmark.kind == "judge":
+            result |= {"judge_calls": s.judge_calls, "judge_cost": s.judge_cost, "unscored": s.unscored}
         trial.set_user_attr("result", result)
         return self.objective.values(result)
 

@@ -96,6 +96,10 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
                 "cost": r.get("cost"),
                 "backend_calls": r.get("backend_calls"),
                 "dev_n": r.get("dev_n"),
+                # judged benchmarks: the judge's calls, apart from the architecture's, and ungraded answers
+                "judge_calls": r.get("judge_calls"),
+                "judge_cost": r.get("judge_cost"),
+                "unscored": r.get("unscored"),
                 "pruned": t.state == TrialState.PRUNED,
                 "same_as": r.get("same_as"),
                 "repaired": arch.get("repaired"),

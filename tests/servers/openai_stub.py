@@ -1,8 +1,8 @@
 """A small OpenAI-compatible `/v1/chat/completions` server on 127.0.0.1 for tests (stdlib only).
 
-It answers every known model deterministically from the request, can be told to fail the next
-requests (any status with any headers, or a dropped connection), and records what it received and
-how many requests were in flight at once.
+It answers every known model deterministically from the request (`answer_text`, or the `answer`
+function it was given), can be told to fail the next requests (any status with any headers, or a
+dropped connection), and records what it received and how many requests were in flight at once.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -69,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if stub.delay_s:
                 time.sleep(stub.delay_s)
-            text = answer_text(body)
+            text = (stub.answer or answer_text)(body)
             prompt_words = sum(len(m["content"].split()) for m in body["messages"])
             self._send(
                 200,
@@ -100,9 +101,16 @@ class _Server(ThreadingHTTPServer):
 class StubOpenAIServer:
     """Context manager: `with StubOpenAIServer() as stub: ... stub.url ...` serves on a free loopback port."""
 
-    def __init__(self, models: tuple[str, ...] = ("stub-model",), delay_s: float = 0.0):
+    def __init__(
+        self,
+        models: tuple[str, ...] = ("stub-model",),
+        delay_s: float = 0.0,
+        answer: Callable[[dict], str] | None = None,
+    ):
+        """`answer(body)` gives the reply text of a successful request (default: `answer_text`)."""
         self.models = set(models)
         self.delay_s = delay_s
+        self.answer = answer
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
         self.max_in_flight = 0
