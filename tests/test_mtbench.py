@@ -94,7 +94,8 @@ def test_embedded_model_answers_and_judges_three_questions(tmp_path):
 
     result = asyncio.run(go())
     s = result.summary
-    assert s.n == 3 and s.calls_per_query == 2  # one call per turn; the judge's calls are not in here
+    # two turns each, one call per turn; the judge's calls are not in here
+    assert s.n == 3 and s.calls_per_query == 1 and result.rows["calls"].tolist() == [2, 2, 2]
     assert 6 <= s.judge_calls <= 12 and s.judge_tokens > 0  # 2 turns x 3 questions, plus at most one retry each
     for score, grade in zip(result.rows["correct"], result.rows["grade"]):
         assert math.isnan(score) or (0.0 <= score <= 1.0 and 1.0 <= grade <= 10.0)
