@@ -27,6 +27,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def _per_query(calls: int) -> str:
+    return f"{calls} LM call per query" if calls == 1 else f"{calls} LM calls per query"
+
+
 def _fail(exc: ArchonError) -> NoReturn:
     for line in str(exc).splitlines():
         err_console.print(f"[red]error[/red] {escape(line)}", highlight=False, soft_wrap=True)
@@ -77,7 +81,7 @@ def validate(
                 err_console.print(f"[red]refused[/red] {escape(str(issue))}", highlight=False, soft_wrap=True)
             continue
         console.print(
-            f"[green]ok[/green] {escape(str(file))}: {checked.arch.name}: {checked.calls_per_query} LM calls per query",
+            f"[green]ok[/green] {escape(str(file))}: {checked.arch.name}: {_per_query(checked.calls_per_query)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -269,7 +273,7 @@ def export(
         exported = export_run(run, out, trial, _models(models))
     console.print(
         f"[green]wrote[/green] {escape(str(out))}: trial {exported.trial.number} of {escape(str(run))}, "
-        f"{exported.checked.calls_per_query} LM calls per query; serve it with: archon-search serve {escape(str(out))}",
+        f"{_per_query(exported.checked.calls_per_query)}; serve it with: archon-search serve {escape(str(out))}",
         highlight=False,
     )
 
@@ -297,7 +301,7 @@ def serve(
         key = api_key_from_env(api_key_env) if api_key_env else None
         arch = Architecture.load(arch_file, _models(models), cache=_cache(cache, no_cache))
         console.print(
-            f"serving {arch.name} ({arch.calls_per_query} LM calls per query) at http://{host}:{port}/v1",
+            f"serving {arch.name} ({_per_query(arch.calls_per_query)}) at http://{host}:{port}/v1",
             highlight=False,
         )
         serve_forever(arch, host, port, key)
@@ -365,7 +369,7 @@ def run(
     test = "n/a" if result.test_score is None else f"{result.test_score:.3f}"
     console.print(
         f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
-        f"(at most {result.best.calls_per_query} LM call(s) per query), dev {result.dev_score:.3f}, test {test}\n"
+        f"(at most {_per_query(result.best.calls_per_query)}), dev {result.dev_score:.3f}, test {test}\n"
         f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
         highlight=False,
     )
