@@ -81,7 +81,7 @@ def trials_to_reach(setup: Setup, sampler: str, seed: int, cap: int) -> int | No
     dev, _ = split_items(bench.load(), seed)
     objective = Objective.parse("accuracy")
     study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(sampler, seed, cap), pruner=make_pruner(objective)
+        direction="maximize", sampler=make_sampler(sampler, seed, cap), pruner=make_pruner(objective, sampler)
     )
     for baseline in baselines(setup.space, setup.ctx):
         study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name})

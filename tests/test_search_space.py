@@ -178,3 +178,22 @@ def test_a_budget_of_one_leaves_only_the_single_calls():
     space = load_space()
     ctx = space_context(space, None, 1, "answer")
     assert [b.name for b in baselines(space, ctx)] == ["single-embedded"]
+
+
+def test_a_gp_study_asks_every_parameter_on_every_trial_and_builds_the_same_point():
+    space = load_space()
+    ctx = space_context(space, MODELS, 8, "code")
+    gp = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=0), direction="maximize")
+    tpe = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
+    names = set()
+    for _ in range(5):
+        trial = gp.ask()
+        point = suggest_point(trial, space, ctx)
+        names.add(frozenset(trial.params))
+        # the unused parameters change nothing: define-by-run on the same values gives the same point
+        assert suggest_point(optuna.trial.FixedTrial(trial.params), space, ctx) == point
+        gp.tell(trial, 0.0)
+    assert len(names) == 1 and {"gen2_model", "ranker_model", "critic_model", "unit_tests_model"} <= next(iter(names))
+    trial = tpe.ask()
+    suggest_point(trial, space, ctx)
+    assert len(trial.params) < len(next(iter(names)))

@@ -217,7 +217,7 @@ def run_search(
     )
     with _quiet_optuna():
         sampler = make_sampler(config.sampler, seed, config.trials)
-        study = open_study(make_storage(url), name, objective, sampler, make_pruner(objective), fingerprint)
+        study = open_study(make_storage(url), name, objective, sampler, make_pruner(objective, config.sampler), fingerprint)
         loop = asyncio.new_event_loop()
         pool = None
         if backends is None:

@@ -265,47 +265,66 @@ def samples_high(space: SearchSpace, ctx: SpaceContext) -> int:
 
 
 def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) -> Point:
-    """Ask the trial for a point, define-by-run, under stable parameter names."""
+    """Ask the trial for a point, define-by-run, under stable parameter names.
+
+    For a GP sampler every parameter is asked on every trial, used or not: GPSampler models only the parameters
+    all trials share and samples the rest at random, which on this conditional space left it behind random search.
+    """
+    every = isinstance(trial, optuna.Trial) and isinstance(trial.study.sampler, optuna.samplers.GPSampler)
     gen = space.generator
+    n_units = trial.suggest_int("gen_units", *gen.units)
     units = []
-    for i in range(trial.suggest_int("gen_units", *gen.units)):
-        units.append(
-            GenUnit(
-                model=_model(trial, f"gen{i}_model", ctx),
-                samples=trial.suggest_int(f"gen{i}_samples", gen.samples[0], samples_high(space, ctx), log=True),
-                temperature=round(
-                    trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4
-                ),
-            )
+    for i in range(gen.units[1] if every else n_units):
+        unit = GenUnit(
+            model=_model(trial, f"gen{i}_model", ctx),
+            samples=trial.suggest_int(f"gen{i}_samples", gen.samples[0], samples_high(space, ctx), log=True),
+            temperature=round(
+                trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4
+            ),
         )
+        if i < n_units:
+            units.append(unit)
     point = Point(generator=tuple(units))
-    if space.ranker.enabled and trial.suggest_categorical("ranker", [False, True]):
-        point = replace(
-            point,
-            ranker=_model(trial, "ranker_model", ctx),
-            ranker_top_k=trial.suggest_int("ranker_top_k", *space.ranker.top_k),
-        )
+    if space.ranker.enabled:
+        on = trial.suggest_categorical("ranker", [False, True])
+        if on or every:
+            ranker = _model(trial, "ranker_model", ctx), trial.suggest_int("ranker_top_k", *space.ranker.top_k)
+            if on:
+                point = replace(point, ranker=ranker[0], ranker_top_k=ranker[1])
     layers = trial.suggest_int("fuser_layers", *space.fuser.layers) if space.fuser.layers[1] > 0 else 0
-    if layers:
-        point = replace(
-            point,
-            fuser_layers=layers,
-            fuser_units=trial.suggest_int("fuser_units", *space.fuser.units),
-            fuser_samples=trial.suggest_int("fuser_samples", *space.fuser.samples),
-            fuser_model=_model(trial, "fuser_model", ctx),
-        )
-    if space.critic and (point.ranker or layers) and trial.suggest_categorical("critic", [False, True]):
-        point = replace(point, critic=_model(trial, "critic_model", ctx))
-    if space.verifier and trial.suggest_categorical("verifier", [False, True]):
-        point = replace(point, verifier=_model(trial, "verifier_model", ctx))
-    if ctx.allows_unit_tests and space.unit_tests.enabled and trial.suggest_categorical("unit_tests", [False, True]):
-        point = replace(
-            point,
-            unit_tests=_model(trial, "unit_tests_model", ctx),
-            num_tests=trial.suggest_int("unit_tests_num_tests", *space.unit_tests.num_tests),
-        )
-    if ctx.allows_voter and space.voter and not point.unit_tests:
-        point = replace(point, voter=trial.suggest_categorical("voter", [False, True]))
+    if layers or (every and space.fuser.layers[1] > 0):
+        fuser = {
+            "fuser_units": trial.suggest_int("fuser_units", *space.fuser.units),
+            "fuser_samples": trial.suggest_int("fuser_samples", *space.fuser.samples),
+            "fuser_model": _model(trial, "fuser_model", ctx),
+        }
+        if layers:
+            point = replace(point, fuser_layers=layers, **fuser)
+    if space.critic and (point.ranker or layers or every):
+        on = trial.suggest_categorical("critic", [False, True])
+        if on or every:
+            critic = _model(trial, "critic_model", ctx)
+            if on and (point.ranker or layers):
+                point = replace(point, critic=critic)
+    if space.verifier:
+        on = trial.suggest_categorical("verifier", [False, True])
+        if on or every:
+            verifier = _model(trial, "verifier_model", ctx)
+            if on:
+                point = replace(point, verifier=verifier)
+    if ctx.allows_unit_tests and space.unit_tests.enabled:
+        on = trial.suggest_categorical("unit_tests", [False, True])
+        if on or every:
+            tests = (
+                _model(trial, "unit_tests_model", ctx),
+                trial.suggest_int("unit_tests_num_tests", *space.unit_tests.num_tests),
+            )
+            if on:
+                point = replace(point, unit_tests=tests[0], num_tests=tests[1])
+    if ctx.allows_voter and space.voter and (not point.unit_tests or every):
+        on = trial.suggest_categorical("voter", [False, True])
+        if not point.unit_tests:
+            point = replace(point, voter=on)
     return point
 
 

@@ -123,7 +123,9 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
             raise SearchError(
                 f"--sampler gp needs {' and '.join(missing)}: pip install torch scipy, or use --sampler tpe"
             )
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(n_trials))
+        return optuna.samplers.GPSampler(
+            seed=seed, n_startup_trials=startup_trials(n_trials), warn_independent_sampling=False
+        )
     if name == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
@@ -133,9 +135,11 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
     raise SearchError(f"--sampler {name!r} is not known; use one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(objective: Objective) -> optuna.pruners.BasePruner:
-    """Median pruning on the running dev accuracy; none with two objectives (Optuna cannot prune those)."""
-    if objective.multi:
+def make_pruner(objective: Objective, sampler: str = "tpe") -> optuna.pruners.BasePruner:
+    """Median pruning on the running dev accuracy; none with two objectives (Optuna cannot prune those) nor with
+    the gp sampler, which learns only from completed trials: pruned, they taught it nothing and it proposed the
+    same pruned point again and again."""
+    if objective.multi or sampler == "gp":
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
 
