@@ -46,6 +46,18 @@ class EvalSummary:
     unscored: int = 0
 
 
+@dataclass(frozen=True)
+class ChunkDone:
+    """Where an evaluation stands after a chunk: `questions` done so far, their `scores` without the NaN ones
+    (unparsed judgements; the list may be empty), the LM `calls` made and the `queries` answered (a query is one
+    turn of one item: multi-turn items run the architecture once per turn)."""
+
+    questions: int
+    scores: list[float]
+    calls: int
+    queries: int
+
+
 @dataclass
 class EvalResult:
     """Per-question rows (DESIGN §4's questions.csv columns and more) and the summary."""
@@ -109,15 +121,13 @@ async def evaluate(
     *,
     out_dir: Path | None = None,
     chunk_size: int = DEFAULT_CHUNK,
-    on_chunk: Callable[[list[float], int, int], None] | None = None,
+    on_chunk: Callable[[ChunkDone], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Run the architecture on `items` in chunks, score each answer, and summarise.
 
-    `on_chunk(scores_so_far, calls_so_far, queries_so_far)` runs after each chunk and may raise to stop early (the search's
-    pruner does); its scores leave out NaN ones (unparsed judgements), so the list may be empty; a query is one
-    turn of one item (multi-turn items run the architecture once per turn). `progress(n)` is told how many
-    questions just finished.
+    `on_chunk(ChunkDone)` runs after each chunk and may raise to stop early (the search's pruner does).
+    `progress(n)` is told how many questions just finished.
     """
     started = time.perf_counter()
     executor = Executor(checked, backends, op_context(benchmark))
@@ -170,7 +180,7 @@ async def evaluate(
             progress(len(chunk))
         if on_chunk is not None:
             scores = [r["correct"] for r in rows if not math.isnan(r["correct"])]
-            on_chunk(scores, total.calls, sum(r["turns"] for r in rows))
+            on_chunk(ChunkDone(len(rows), scores, total.calls, sum(r["turns"] for r in rows)))
     frame = results_frame(rows)
     if out_dir is not None:
         save_questions_csv(frame, out_dir / "questions.csv")

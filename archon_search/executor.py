@@ -101,11 +101,17 @@ class Executor:
             batch = [plans[qi][ci].request for qi, ci in slots]
             answers = await self.backends[model].complete(batch)
             if len(answers) != len(batch):
-                raise RuntimeError(f"backend for {model!r} returned {len(answers)} completions for {len(batch)} requests")
+                raise RuntimeError(
+                    f"backend for {model!r} returned {len(answers)} completions for {len(batch)} requests"
+                )
             for (qi, ci), answer in zip(slots, answers):
                 completions[qi][ci] = answer
 
-        await asyncio.gather(*(send(model, slots) for model, slots in by_model.items()))
+        # every model's batch runs to its end even when another fails, so the answers paid for reach the cache
+        sent = await asyncio.gather(*(send(model, slots) for model, slots in by_model.items()), return_exceptions=True)
+        failed = next((e for e in sent if isinstance(e, BaseException)), None)
+        if failed is not None:
+            raise failed
         events = await asyncio.gather(
             *(op.apply(r.state, plan, done) for r, plan, done in zip(results, plans, completions))
         )

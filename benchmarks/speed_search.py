@@ -19,11 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 from archon_search.backends.base import Backend, ChatRequest, Completion
 from archon_search.benchmarks.base import split_items
 from archon_search.cache import CachedBackend, ResponseCache, cache_key
-from archon_search.evaluate import DEFAULT_CHUNK
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.search.objective import Objective, TrialRunner, rebuild
-from archon_search.search.records import counted
-from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.records import counted, result_of
+from archon_search.search.runner import SearchConfig, chunk_for, run_search
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import make_pruner, make_sampler
 from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space
@@ -106,7 +105,7 @@ def trials_to_reach(setup: Setup, sampler: str, seed: int, cap: int) -> int | No
                 dev,
                 setup.landscape.backends(),
                 Path(out),
-                DEFAULT_CHUNK,
+                chunk_for(len(dev)),
                 "speed",
             )
             study.optimize(
@@ -211,6 +210,7 @@ def cache_dedupe(setup: Setup, trials: int, seed: int) -> Dedupe:
         study = optuna.load_study(study_name=result.study, storage=result.storage)
         # a trial that repeats an earlier trial's architecture takes its result without any call
         for trial in counted(study.get_trials(deepcopy=False)):
-            if "same_as" in trial.user_attrs:
-                dedupe.add("search_twin", round(trial.user_attrs["calls_per_query"] * trial.user_attrs["dev_n"]), 0)
+            result = result_of(trial)
+            if "same_as" in result:
+                dedupe.add("search_twin", round(result["calls_per_query"] * result["dev_n"]), 0)
     return dedupe

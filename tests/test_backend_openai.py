@@ -88,6 +88,26 @@ def test_server_errors_and_dropped_connections_are_retried(failure):
     assert len(stub.bodies) == 3 and out[0].text.endswith("hi")
 
 
+def test_a_lasting_failure_stops_the_batch_but_keeps_what_was_answered():
+    with StubOpenAIServer() as stub:
+        # two requests in flight at a time: the first pair is answered, then the server fails for good
+        requests = [ask(f"q{i}") for i in range(12)]
+        answered = {"n": 0}
+        original = stub.record
+
+        def record(path, body, headers):
+            reply = original(path, body, headers)
+            answered["n"] += 1
+            return reply if answered["n"] <= 2 else Reply(500)
+
+        stub.record = record
+        with pytest.raises(BackendError) as err:
+            complete(backend(stub.url, max_attempts=3, max_concurrency=2), requests)
+    # 2 answered, then at most the 2 in flight retried 3 times each: the 8 still queued are never sent
+    assert len(stub.bodies) <= 2 + 2 * 3
+    assert len(err.value.partial) == 2 and all(isinstance(c, Completion) for c in err.value.partial.values())
+
+
 def test_gives_up_after_max_attempts_with_one_line():
     with StubOpenAIServer() as stub:
         stub.fail_next(*[Reply(500)] * 5)

@@ -127,3 +127,26 @@ def test_unusable_path_is_a_one_line_error(tmp_path):
 def test_default_path_is_in_the_user_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert default_cache_path() == Path(tmp_path) / "archon-search" / "responses.sqlite"
+
+
+class _FailsAfter(ScriptedBackend):
+    """Answers the first `ok` requests of a batch, then fails for good, as a backend that lost its server would."""
+
+    def __init__(self, ok: int):
+        super().__init__(counting_backend().spec)
+        self.ok = ok
+
+    async def complete(self, requests):
+        done = await super().complete(list(requests)[: self.ok])
+        raise BackendError("server went away", partial=dict(enumerate(done)))
+
+
+def test_the_answers_of_a_failed_batch_are_kept(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    requests = [ask("a"), ask("b"), ask("a"), ask("c")]
+    with pytest.raises(BackendError, match="server went away"):
+        run(CachedBackend(_FailsAfter(ok=2), cache), requests)
+    again = counting_backend()  # the same model, answering again
+    out = run(CachedBackend(again, cache), requests)
+    # "a" and "b" were answered before the failure (the duplicate "a" was asked once): only "c" is asked again
+    assert [c.cached for c in out] == [True, True, True, False] and again.calls == 1

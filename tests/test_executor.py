@@ -9,10 +9,10 @@ import pytest
 from archon_search.backends.registry import BackendPool
 from archon_search.backends.scripted import ScriptedBackend
 from archon_search.cache import CachedBackend, ResponseCache
-from archon_search.errors import CallBudgetExceeded
+from archon_search.errors import BackendError, CallBudgetExceeded
 from archon_search.executor import Executor
 from archon_search.ops import OpContext, QueryState
-from archon_search.spec import ScriptedModel
+from archon_search.spec import OpenAIModel, ScriptedModel
 from archon_search.validate import validate_text
 
 
@@ -129,11 +129,15 @@ def test_verifier_keeps_correct_and_all_when_none():
         responses=["right 1", "wrong 2", "right 3"],
         by_prompt={"right 1": "Verdict: correct", "wrong 2": "Verdict: incorrect", "right 3": "Verdict: correct"},
     )
-    checked = validate_text("name: a\nlayers: [{generator: {model: m, samples: 3}}, {verifier: {model: m}}]", models={"m": spec})
+    checked = validate_text(
+        "name: a\nlayers: [{generator: {model: m, samples: 3}}, {verifier: {model: m}}]", models={"m": spec}
+    )
     (result,) = run(checked, {"m": ScriptedBackend(spec)}, states(1))
     assert [c.text for c in result.state.candidates] == ["right 1", "right 3"]
     none = scripted(responses=["a", "b"], by_prompt={"Response:": "Verdict: incorrect"})
-    checked = validate_text("name: a\nlayers: [{generator: {model: m, samples: 2}}, {verifier: {model: m}}]", models={"m": none})
+    checked = validate_text(
+        "name: a\nlayers: [{generator: {model: m, samples: 2}}, {verifier: {model: m}}]", models={"m": none}
+    )
     (result,) = run(checked, {"m": ScriptedBackend(none)}, states(1))
     assert [c.text for c in result.state.candidates] == ["a", "b"]
     assert "kept all" in result.state.events[1]["fallback"]
@@ -142,7 +146,10 @@ def test_verifier_keeps_correct_and_all_when_none():
 def test_critiques_reach_the_fuser():
     spec = scripted(
         responses=["cand A", "cand B"],
-        by_prompt={"strengths and weaknesses": "[1] Strengths: none. Weaknesses: bad.\n[2] Strengths: good.", "Critique of [1]": "fused"},
+        by_prompt={
+            "strengths and weaknesses": "[1] Strengths: none. Weaknesses: bad.\n[2] Strengths: good.",
+            "Critique of [1]": "fused",
+        },
     )
     checked = validate_text(
         "name: a\nlayers: [{generator: {model: m, samples: 2}}, {critic: {model: m}}, {fuser: {model: m}}]",
@@ -155,7 +162,9 @@ def test_critiques_reach_the_fuser():
 
 def test_plan_beyond_static_count_raises(monkeypatch):
     spec = scripted(responses=["x"])
-    checked = validate_text("name: a\nlayers: [{generator: {model: m, samples: 2}}, {verifier: {model: m}}]", models={"m": spec})
+    checked = validate_text(
+        "name: a\nlayers: [{generator: {model: m, samples: 2}}, {verifier: {model: m}}]", models={"m": spec}
+    )
     executor = Executor(checked, {"m": ScriptedBackend(spec)}, CTX)
     verifier = executor.ops[1]
     original = verifier.plan
@@ -166,7 +175,9 @@ def test_plan_beyond_static_count_raises(monkeypatch):
 
 def test_samples_are_distinct_requests_and_units_do_not_collide():
     spec = scripted(responses=["x"])
-    checked = validate_text("name: a\nlayers: [{generator: [{model: m, samples: 2}, {model: m, samples: 2}]}]", models={"m": spec})
+    checked = validate_text(
+        "name: a\nlayers: [{generator: [{model: m, samples: 2}, {model: m, samples: 2}]}]", models={"m": spec}
+    )
     executor = Executor(checked, {"m": ScriptedBackend(spec)}, CTX)
     plan = executor.ops[0].plan(states(1)[0])
     assert [c.request.sample for c in plan] == [0, 1, 2, 3]
@@ -175,14 +186,27 @@ def test_samples_are_distinct_requests_and_units_do_not_collide():
 
 def test_a_units_samples_are_the_same_requests_whatever_shares_its_layer():
     spec = scripted(responses=["x"])
-    models = {"m": spec, "k": spec}
+    models = {"m": OpenAIModel(backend="openai", model="m"), "k": OpenAIModel(backend="openai", model="k")}
     alone = validate_text("name: a\nlayers: [{generator: {model: m, samples: 2}}]", models=models)
     mixed = validate_text(
         "name: b\nlayers: [{generator: [{model: k, samples: 3}, {model: m, samples: 2}]}]", models=models
     )
-    plans = [Executor(c, {n: ScriptedBackend(spec) for n in models}, CTX).ops[0].plan(states(1)[0]) for c in (alone, mixed)]
+    plans = [
+        Executor(c, {n: ScriptedBackend(spec) for n in models}, CTX).ops[0].plan(states(1)[0]) for c in (alone, mixed)
+    ]
     assert [c.request.sample for c in plans[1]] == [0, 1, 2, 0, 1]
     assert [c.request for c in plans[0]] == [c.request for c in plans[1] if c.model == "m"]
+
+
+def test_two_entries_for_one_model_never_ask_the_same_sample_twice():
+    cheap = OpenAIModel(backend="openai", model="m", base_url="http://127.0.0.1:1/v1")
+    models = {"a": cheap, "b": cheap.model_copy(update={"price_in": 1.0})}
+    checked = validate_text(
+        "name: a\nlayers: [{generator: [{model: a, samples: 2}, {model: b, samples: 2}]}]", models=models
+    )
+    spec = scripted(responses=["x"])
+    plan = Executor(checked, {n: ScriptedBackend(spec) for n in models}, CTX).ops[0].plan(states(1)[0])
+    assert [c.request.sample for c in plan] == [0, 1, 2, 3]
 
 
 def test_second_run_is_answered_from_the_cache(tmp_path):
@@ -240,3 +264,25 @@ layers:
     event = result.state.events[2]
     assert event["passed"] == [1, 0, 3]  # a - b passes only add(0, 0) == 0; the hanging one passes none
     assert result.usage.calls == checked.calls_per_query == 4
+
+
+class _Down(ScriptedBackend):
+    async def complete(self, requests):
+        await asyncio.sleep(0)
+        raise BackendError("model down for good")
+
+
+def test_when_one_model_of_a_layer_fails_the_others_answers_reach_the_cache(tmp_path):
+    slow, down = scripted(responses=["kept"], latency_ms=50), scripted(responses=["never"])
+    checked = validate_text(
+        "name: a\nlayers: [{generator: [{model: slow, samples: 2}, {model: down}]}]",
+        models={"slow": slow, "down": down},
+    )
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    first = ScriptedBackend(slow)
+    with pytest.raises(BackendError, match="down for good"):
+        run(checked, {"slow": CachedBackend(first, cache), "down": _Down(down)}, states(3))
+    again = ScriptedBackend(slow)
+    with pytest.raises(BackendError):
+        run(checked, {"slow": CachedBackend(again, cache), "down": _Down(down)}, states(3))
+    assert first.calls == 6 and again.calls == 0

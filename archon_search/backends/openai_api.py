@@ -88,6 +88,10 @@ def _one_line(text: object, limit: int = 160) -> str:
     return " ".join(str(text).split())[:limit]
 
 
+class _NotSent(Exception):
+    """A request of a batch left unsent because another request of the batch had already failed for good."""
+
+
 class OpenAIBackend(Backend):
     """One HTTP request per `ChatRequest`, at most `max_concurrency` in flight, retried with backoff.
 
@@ -130,11 +134,13 @@ class OpenAIBackend(Backend):
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Send every request concurrently (bounded by `max_concurrency`).
 
-        When one fails for good the rest still finish (they are paid for), then the first failure is raised
-        with the answers that came back in `BackendError.partial`.
+        When one fails for good, the requests already sent still finish (they are paid for) and those still
+        waiting for a slot are not sent; then the first failure is raised with the answers that came back in
+        `BackendError.partial`.
         """
-        results = await asyncio.gather(*(self._complete_one(r) for r in requests), return_exceptions=True)
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
+        stop = asyncio.Event()
+        results = await asyncio.gather(*(self._complete_one(r, stop) for r in requests), return_exceptions=True)
+        failed = next((r for r in results if isinstance(r, BaseException) and not isinstance(r, _NotSent)), None)
         if failed is None:
             return list(results)
         partial = {i: r for i, r in enumerate(results) if isinstance(r, Completion)}
@@ -142,28 +148,37 @@ class OpenAIBackend(Backend):
             failed.partial = partial
         raise failed
 
-    async def _complete_one(self, request: ChatRequest) -> Completion:
+    async def _complete_one(self, request: ChatRequest, stop: asyncio.Event) -> Completion:
         async with self._semaphore:
-            start = time.perf_counter()
+            if stop.is_set():
+                raise _NotSent
             try:
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception(is_retryable),
-                    stop=stop_after_attempt(self.max_attempts),
-                    wait=self._wait,
-                    before_sleep=self._log_retry,
-                    reraise=True,
-                ):
-                    with attempt:
-                        response = await self._client.chat.completions.create(
-                            model=self.spec.model,
-                            messages=request.as_messages(),
-                            temperature=request.temperature,
-                            max_tokens=request.max_tokens,
-                            seed=request.seed,
-                        )
-            except openai.OpenAIError as exc:
-                raise self._error(exc) from exc
-            latency = time.perf_counter() - start
+                return await self._send(request)
+            except BaseException:
+                stop.set()
+                raise
+
+    async def _send(self, request: ChatRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(is_retryable),
+                stop=stop_after_attempt(self.max_attempts),
+                wait=self._wait,
+                before_sleep=self._log_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._client.chat.completions.create(
+                        model=self.spec.model,
+                        messages=request.as_messages(),
+                        temperature=request.temperature,
+                        max_tokens=request.max_tokens,
+                        seed=request.seed,
+                    )
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from exc
+        latency = time.perf_counter() - start
         if not response.choices:
             raise BackendError(
                 f"model '{self.spec.model}' at {self.base_url}: the server answered with no choices; "

@@ -74,7 +74,9 @@ class Op(ABC):
         self.arch = arch
         self.ctx = ctx
 
-    def request(self, unit: Unit, prompt: str, state: QueryState, sample: int = 0, system: str | None = None) -> ChatRequest:
+    def request(
+        self, unit: Unit, prompt: str, state: QueryState, sample: int = 0, system: str | None = None
+    ) -> ChatRequest:
         """A request from one user prompt, carrying the conversation so far (multi-turn) and the unit's settings."""
         messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
         messages += state.history
@@ -86,12 +88,15 @@ class Op(ABC):
 
         Sample indices count per (model, temperature, max_tokens), so two equal units still ask distinct
         questions while a unit's n-th sample is the same request (one cache entry) whatever other models
-        share its layer: a search reuses it across architectures.
+        share its layer: a search reuses it across architectures. A model is its backend and model id, not its
+        entry name: two entries for one model (say, with other prices) share one cache and one count.
         """
         calls = []
-        seen: dict[tuple[str, float, int], int] = {}
+        seen: dict[tuple[object, float, int], int] = {}
         for ui, unit in enumerate(self.layer.units):
-            shape = (unit.model, self.arch.temperature(unit), self.arch.max_tokens(unit))
+            spec = self.arch.models.get(unit.model)
+            model = (spec.backend, spec.model_id) if spec is not None else unit.model
+            shape = (model, self.arch.temperature(unit), self.arch.max_tokens(unit))
             for _ in range(unit.samples):
                 sample = seen.get(shape, 0)
                 seen[shape] = sample + 1

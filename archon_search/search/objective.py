@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from archon_search.backends.base import Backend
 from archon_search.benchmarks.base import Benchmark, Item
 from archon_search.errors import ArchonError
-from archon_search.evaluate import evaluate
+from archon_search.evaluate import ChunkDone, evaluate
 from archon_search.export import ARCHS_DIR
 from archon_search.search.records import arch_of, atomic_write, result_of
 from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
@@ -143,20 +143,34 @@ class TrialRunner:
             log.info("trial %d was over the budget; repaired: %s", trial.number, arch["repaired"])
         trial.set_user_attr("arch", arch)
         twin = self._twin(trial, key)
-        if twin is not None:
+        if twin is not None and twin.state == TrialState.COMPLETE:
             return self._repeat(trial, twin)
-        prunable = not self.objective.multi and not baseline
+        # A point proposed again after it was pruned is scored in full: the sampler insisting on it says the early
+        # chunks may have been noise, and a pruned point repeated as pruned could never be found again. Its early
+        # chunks come from the response cache.
+        prunable = not self.objective.multi and not baseline and twin is None
+        if twin is not None:
+            log.info(
+                "trial %d proposes the architecture of pruned trial %d again; scoring it in full",
+                trial.number,
+                twin.number,
+            )
         calls_before = self.calls_spent
 
-        def on_chunk(scores: list[float], calls: int, queries: int) -> None:
-            self.calls_spent = calls_before + calls
-            done = len(scores)
-            if prunable and 0 < done < len(self.dev):
-                trial.report(sum(scores) / done, step=done)
+        def on_chunk(chunk: ChunkDone) -> None:
+            self.calls_spent = calls_before + chunk.calls
+            # the step is questions done, NaN scores (ungraded answers) included: the last chunk is never a step
+            if prunable and chunk.scores and chunk.questions < len(self.dev):
+                accuracy = sum(chunk.scores) / len(chunk.scores)
+                trial.report(accuracy, step=chunk.questions)
                 if trial.should_prune():
-                    partial = {"dev_score": sum(scores) / done, "dev_n": done, "calls_per_query": calls / queries}
+                    partial = {
+                        "dev_score": accuracy,
+                        "dev_n": chunk.questions,
+                        "calls_per_query": chunk.calls / chunk.queries,
+                    }
                     trial.set_user_attr("result", partial)
-                    raise optuna.TrialPruned(f"dev accuracy {partial['dev_score']:.3f} after {done} questions")
+                    raise optuna.TrialPruned(f"dev accuracy {accuracy:.3f} after {chunk.questions} questions")
 
         evaluated = await evaluate(
             checked,
@@ -187,14 +201,13 @@ class TrialRunner:
         return self.objective.values(result)
 
     def _twin(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
+        """The earliest finished trial of the same architecture, a completed one before a pruned one."""
         finished = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         twins = [t for t in finished if arch_of(t).get("key") == key and result_of(t)]
-        return min(twins, key=lambda t: t.number) if twins else None
+        return min(twins, key=lambda t: (t.state != TrialState.COMPLETE, t.number)) if twins else None
 
     def _repeat(self, trial: optuna.Trial, twin: FrozenTrial) -> list[float]:
         result = result_of(twin) | {"same_as": twin.number}
         trial.set_user_attr("result", result)
         log.info("trial %d has the architecture of trial %d; took its result", trial.number, twin.number)
-        if twin.state == TrialState.PRUNED:
-            raise optuna.TrialPruned(f"same architecture as pruned trial {twin.number}")
         return self.objective.values(result)
