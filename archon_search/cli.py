@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,11 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _score(value: float | None) -> str:
+    """A score for a summary line; None or NaN (nothing scored) as n/a."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _per_query(calls: int) -> str:
@@ -176,7 +182,10 @@ def _summary_table(arch: str, bench: str, s):
     table = Table(title=f"{arch} on {bench} ({s.n} questions)")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_row("accuracy", f"{s.accuracy:.3f}  [95% CI {s.ci_low:.3f}-{s.ci_high:.3f}]")
+    table.add_row(
+        "accuracy",
+        f"{s.accuracy:.3f}  [95% CI {s.ci_low:.3f}-{s.ci_high:.3f}]" if s.n > s.unscored else "n/a (nothing scored)",
+    )
     table.add_row("coverage (any first-layer candidate correct)", "n/a" if s.coverage is None else f"{s.coverage:.3f}")
     table.add_row("LM calls per query", f"{s.calls_per_query:.2f}")
     table.add_row("tokens per query", f"{s.tokens_per_query:.1f}")
@@ -366,10 +375,10 @@ def run(
     except KeyboardInterrupt:
         err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")
         raise typer.Exit(130) from None
-    test = "n/a" if result.test_score is None else f"{result.test_score:.3f}"
+    test = _score(result.test_score)
     console.print(
         f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
-        f"(at most {_per_query(result.best.calls_per_query)}), dev {result.dev_score:.3f}, test {test}\n"
+        f"(at most {_per_query(result.best.calls_per_query)}), dev {_score(result.dev_score)}, test {test}\n"
         f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
         highlight=False,
     )

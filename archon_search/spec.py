@@ -78,9 +78,7 @@ class ScriptedModel(_Priced):
         return "scripted"
 
 
-ModelSpec = Annotated[
-    EmbeddedModel | OpenAIModel | VLLMModel | ScriptedModel, Field(discriminator="backend")
-]
+ModelSpec = Annotated[EmbeddedModel | OpenAIModel | VLLMModel | ScriptedModel, Field(discriminator="backend")]
 BACKENDS = ("embedded", "openai", "vllm", "scripted")
 
 

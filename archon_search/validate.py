@@ -104,9 +104,7 @@ def parse_models(raw: Any, file: str, issues: list[Issue]) -> dict[str, Any]:
             continue
         backend = entry.get("backend")
         if backend not in BACKENDS:
-            issues.append(
-                Issue(file, f"{where}unknown backend {backend!r}; use one of {', '.join(BACKENDS)}", "R6")
-            )
+            issues.append(Issue(file, f"{where}unknown backend {backend!r}; use one of {', '.join(BACKENDS)}", "R6"))
             continue
         try:
             models[str(name)] = _MODEL_ADAPTER.validate_python(entry)
@@ -135,9 +133,7 @@ def load_models_file(path: str | Path) -> dict[str, Any]:
 def _parse_layer(index: int, raw: Any, file: str, issues: list[Issue]) -> Layer | None:
     if not isinstance(raw, dict) or len(raw) != 1:
         found = list(raw) if isinstance(raw, dict) else type(raw).__name__
-        issues.append(
-            Issue(file, f"a layer is a mapping with exactly one op as its key, found {found}", "R2", index)
-        )
+        issues.append(Issue(file, f"a layer is a mapping with exactly one op as its key, found {found}", "R2", index))
         return None
     op, body = next(iter(raw.items()))
     if op not in UNIT_TYPES:
@@ -254,13 +250,13 @@ def check_architecture(
 ) -> Validated:
     """Check already-parsed data against R1-R8; raise `ArchitectureError` listing every broken rule."""
     if not isinstance(raw, dict):
-        raise ArchitectureError([Issue(file, f"the file must be a mapping with name and layers, found {type(raw).__name__}")])
+        raise ArchitectureError(
+            [Issue(file, f"the file must be a mapping with name and layers, found {type(raw).__name__}")]
+        )
     issues: list[Issue] = []
     for key in raw:
         if key not in TOP_LEVEL_FIELDS:
-            issues.append(
-                Issue(file, f"unknown field {key!r}; allowed: {', '.join(TOP_LEVEL_FIELDS)}", "R7")
-            )
+            issues.append(Issue(file, f"unknown field {key!r}; allowed: {', '.join(TOP_LEVEL_FIELDS)}", "R7"))
     all_models: dict[str, Any] = {"embedded": EmbeddedModel()}
     all_models.update(parse_models(raw.get("models"), file, issues))
     all_models.update(models or {})
@@ -325,6 +321,8 @@ def load_architecture(
     return check_architecture(parse_yaml(text, file), file, models, budget)
 
 
-def validate_text(text: str, file: str = "<text>", models: dict[str, Any] | None = None, budget: int | None = None) -> Validated:
+def validate_text(
+    text: str, file: str = "<text>", models: dict[str, Any] | None = None, budget: int | None = None
+) -> Validated:
     """Validate YAML text (used by tests, the search space and import-archon)."""
     return check_architecture(parse_yaml(text, file), file, models, budget)

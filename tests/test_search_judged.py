@@ -9,6 +9,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -224,10 +225,34 @@ def test_unreadable_judgements_are_left_out_not_scored_zero(tmp_path, caplog):
 
 def test_a_judge_that_never_grades_is_not_read_as_zero_scores(tmp_path):
     result = search(tmp_path, models_file(tmp_path / "M.yaml", {}, ["I do not grade answers."]))
-    if result.exit_code == 1:
-        errors = [line for line in result.output.splitlines() if line.startswith("error")]
-        assert len(errors) == 1 and "judge" in errors[0], result.output
-    else:
-        assert result.exit_code == 0, result.output
-        trials = pd.read_csv(tmp_path / "run" / "trials.csv")
-        assert trials["dev_score"].isna().all(), trials[["number", "baseline", "dev_score"]]
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "no readable grade" in errors[0] and "--judge" in errors[0], result.output
+    # the first trial failed (no score was recorded as a 0); a resume would run it again
+    study = optuna.load_study(study_name="mt-bench-b4", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    assert study.trials[0].state.name == "FAIL" and study.trials[0].values is None
+    assert all(t.state.name in ("FAIL", "WAITING") for t in study.trials)
+
+
+def test_the_judge_named_in_a_benchmark_file_is_not_searched_either(tmp_path):
+    bench = tmp_path / "open.yaml"
+    data = REPO_ROOT / "benchmarks" / "example-open-ended.jsonl"
+    bench.write_text(
+        yaml.safe_dump(
+            {
+                "name": "open",
+                "data": str(data),
+                "prompt_field": "prompt",
+                "reference_field": "reference",
+                "id_field": "id",
+                "scorer": "judge",
+                "judge": JUDGE,
+                "judge_mode": "single",
+            }
+        )
+    )
+    models = models_file(tmp_path / "M.yaml", FAIR_JUDGE, ["Rating: [[5]]"])
+    args = ["run", "--bench", str(bench), "--budget", "2", "--models", str(models), "--trials", "2", "--limit", "2"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "c.sqlite")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["models"] == ["good", "poor"]

@@ -11,8 +11,7 @@ from archon_search.ops.verifier import Verifier
 from archon_search.ops.voter import Voter
 
 OPS: dict[str, type[Op]] = {
-    cls.name: cls
-    for cls in (Generator, Fuser, Critic, Ranker, Verifier, UnitTestGenerator, UnitTestEvaluator, Voter)
+    cls.name: cls for cls in (Generator, Fuser, Critic, Ranker, Verifier, UnitTestGenerator, UnitTestEvaluator, Voter)
 }
 
 __all__ = ["OPS", "Candidate", "Op", "OpContext", "PlannedCall", "QueryState"]

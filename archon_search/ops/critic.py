@@ -31,7 +31,7 @@ def parse_critiques(text: str, n: int) -> dict[int, str]:
     marks = [(m.start(), m.end(), int(m.group(1)) - 1) for m in _BLOCK.finditer(text)]
     critiques: dict[int, str] = {}
     for (start, end, k), nxt in zip(marks, marks[1:] + [(len(text), 0, -1)]):
-        body = text[end:nxt[0]].strip(" *\n\t-:")
+        body = text[end : nxt[0]].strip(" *\n\t-:")
         if 0 <= k < n and body and k not in critiques:
             critiques[k] = body
     return critiques

@@ -32,6 +32,7 @@ class Fuser(Op):
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         fused_from = len(state.candidates)
         state.candidates = [
-            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}") for call, c in zip(calls, completions)
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}")
+            for call, c in zip(calls, completions)
         ]
         return {"fused_from": fused_from}

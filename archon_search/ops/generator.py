@@ -20,7 +20,8 @@ class Generator(Op):
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         state.candidates = [
-            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}") for call, c in zip(calls, completions)
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}")
+            for call, c in zip(calls, completions)
         ]
         if not state.first_layer:
             state.first_layer = list(state.candidates)

@@ -47,7 +47,9 @@ for _i, _t in enumerate({tests!r}):
         print("FAIL", _i, type(exc).__name__, flush=True)
 """
 
-_RESULT = re.compile(r"^\s*(?:test\s*)?(\d+)\s*[:.)-]\s*\**\s*(pass|passed|fail|failed|yes|no)\b", re.IGNORECASE | re.MULTILINE)
+_RESULT = re.compile(
+    r"^\s*(?:test\s*)?(\d+)\s*[:.)-]\s*\**\s*(pass|passed|fail|failed|yes|no)\b", re.IGNORECASE | re.MULTILINE
+)
 
 
 def parse_test_results(text: str, k: int) -> list[bool] | None:

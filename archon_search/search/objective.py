@@ -185,7 +185,7 @@ class TrialRunner:
         if s.n and s.unscored == s.n:
             raise SearchError(
                 f"trial {trial.number}: the judge gave no readable grade for any of the {s.n} dev questions; "
-                "check the --judge model (a larger model, or more judge_max_tokens)"
+                "use a stronger --judge model (or more judge_max_tokens) and a new --out: the study keeps this failure"
             )
         result = {
             "dev_score": s.accuracy,

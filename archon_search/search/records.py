@@ -143,7 +143,7 @@ def run_json(info: RunInfo, trials: Sequence[FrozenTrial], test_scores: dict[int
                 "state": t.state.name,
                 "baseline": t.user_attrs.get("baseline"),
                 "dev_score": _number(r.get("dev_score")),
-                "test_score": test_scores.get(t.number),
+                "test_score": _number(test_scores.get(t.number)),
                 "calls_per_query": _number(r.get("calls_per_query")),
                 "tokens_per_query": _number(r.get("tokens_per_query")),
                 "params": t.params,

@@ -3,6 +3,7 @@ with 95% CIs, paired bootstrap p-values), the Pareto front for two objectives, a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def describe(checked: Validated) -> str:
 
 
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:

@@ -186,7 +186,8 @@ def run_search(
     space = load_space(config.space_file)
     specs = dict(models) if models is not None else (load_models_file(config.models_file) if config.models_file else {})
     bench = benchmark if benchmark is not None else get_benchmark(config.bench)
-    ctx = space_context(space, specs, config.budget, bench.kind, judge=config.judge, max_tokens=bench.max_tokens)
+    judge = (config.judge or getattr(bench, "judge_model", None)) if bench.kind == "judge" else None
+    ctx = space_context(space, specs, config.budget, bench.kind, judge=judge, max_tokens=bench.max_tokens)
     dev, test = _split(bench, config)
     out = config.out or Path("results") / f"{bench.name}-b{config.budget}"
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,7 @@ def run_search(
         "bench": bench.name,
         "budget": config.budget,
         "objective": objective.name,
-        "space": _digest([space.model_dump(), ctx.models]),
+        "space": _digest([space.model_dump(), ctx.models, ctx.max_tokens]),
         "dev_questions": _digest([item.id for item in dev]),
     }
     info = RunInfo(
@@ -217,7 +218,9 @@ def run_search(
     )
     with _quiet_optuna():
         sampler = make_sampler(config.sampler, seed, config.trials)
-        study = open_study(make_storage(url), name, objective, sampler, make_pruner(objective, config.sampler), fingerprint)
+        study = open_study(
+            make_storage(url), name, objective, sampler, make_pruner(objective, config.sampler), fingerprint
+        )
         loop = asyncio.new_event_loop()
         pool = None
         if backends is None:
