@@ -247,3 +247,19 @@ def test_the_gp_sampler_without_torch_is_a_one_line_error(landscape, tmp_path):
 
 def test_small_dev_sets_get_several_pruning_points_large_ones_big_chunks():
     assert [chunk_for(n) for n in (1, 6, 12, 30, 250)] == [4, 4, 4, 10, 16]
+
+
+def test_gp_on_a_study_made_by_another_sampler_is_warned_about(caplog):
+    from archon_search.search.runner import _warn_if_gp_inherits
+
+    dist = optuna.distributions.IntDistribution(0, 3)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={"a": 1}, distributions={"a": dist}, value=0.5))
+    with caplog.at_level("WARNING", logger="archon_search.search.runner"):
+        _warn_if_gp_inherits(study)
+    assert "another sampler" not in caplog.text
+    both = {"a": 1, "b": 2}
+    study.add_trial(optuna.trial.create_trial(params=both, distributions={"a": dist, "b": dist}, value=0.5))
+    with caplog.at_level("WARNING", logger="archon_search.search.runner"):
+        _warn_if_gp_inherits(study)
+    assert "another sampler" in caplog.text and "new --out" in caplog.text

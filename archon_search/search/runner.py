@@ -119,6 +119,20 @@ class _Run:
     current: int | None = None
 
 
+def _warn_if_gp_inherits(study: Study) -> None:
+    """GP models only the parameters every completed trial has: trials another sampler made define-by-run
+    (with conditional parameters) shrink that set for the rest of the study."""
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "baseline" not in t.user_attrs
+    ]
+    if len({frozenset(t.params) for t in done}) > 1:
+        log.warning(
+            "study %s holds trials made by another sampler; --sampler gp will model only the parameters they all "
+            "share: start gp in a new --out (or --study)",
+            study.study_name,
+        )
+
+
 def chunk_for(dev_n: int) -> int:
     """A third of the dev questions, 4 to DEFAULT_CHUNK: small dev sets still get pruning points, large ones
     keep chunks big enough for API backends to work on many questions at once."""
@@ -221,6 +235,8 @@ def run_search(
         study = open_study(
             make_storage(url), name, objective, sampler, make_pruner(objective, config.sampler), fingerprint
         )
+        if config.sampler == "gp":
+            _warn_if_gp_inherits(study)
         loop = asyncio.new_event_loop()
         pool = None
         if backends is None:
