@@ -76,3 +76,21 @@ def test_an_invalid_gguf_is_a_one_line_error(tmp_path):
     backend = EmbeddedBackend(EmbeddedModel(model_path=str(bad)))
     with pytest.raises(BackendError, match="cannot load GGUF .*bad.gguf"):
         asyncio.run(backend.complete([ask("hi")]))
+
+
+def test_a_failure_mid_batch_carries_the_answers_made_before_it(monkeypatch):
+    backend = EmbeddedBackend(EmbeddedModel())
+    real = backend._generate
+    calls = []
+
+    def flaky(request):
+        calls.append(request)
+        if len(calls) == 3:
+            raise BackendError("embedded model: prompt too long; raise n_ctx or shorten the prompt")
+        return real(request)
+
+    monkeypatch.setattr(backend, "_generate", flaky)
+    with pytest.raises(BackendError) as err:
+        asyncio.run(backend.complete([ask("One"), ask("Two"), ask("Three"), ask("Four")]))
+    assert sorted(err.value.partial) == [0, 1] and len(calls) == 3
+    assert all(c.completion_tokens > 0 for c in err.value.partial.values())
