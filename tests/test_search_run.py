@@ -219,6 +219,9 @@ def test_the_cli_runs_a_search_and_says_what_won(tmp_path):
     assert result.exit_code == 0, result.output
     assert "best: trial" in result.output
     assert (out / "report.md").is_file() and (out / "best.yaml").is_file()
+    # not a terminal: one plain progress line per finished trial instead of the live view
+    progress = [line for line in result.output.splitlines() if line.startswith("arith b3: ")]
+    assert [line.split(",")[0] for line in progress] == [f"arith b3: {n}/4 trials" for n in range(1, 5)]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The live view of a search on stderr: trials done of N, best so far, LM calls spent, ETA, and the
-questions of the running trial. Off when stderr is not a terminal."""
+questions of the running trial. When stderr is not a terminal (a log file, CI), one plain line per finished
+trial instead."""
 
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ class SearchDisplay:
             console=console,
             disable=not (enabled and console.is_terminal),
         )
+        self.console = console
+        self.title = title
+        self.total = total
+        self.plain = enabled and not console.is_terminal
+        self.reported = 0
         self.trials = self.progress.add_task(title, total=total, status="")
         self.questions = self.progress.add_task("trial", total=1, status="", visible=False)
 
@@ -44,6 +50,9 @@ class SearchDisplay:
         if running_elsewhere:
             status += f" | {running_elsewhere} running"
         self.progress.update(self.trials, completed=finished, status=status)
+        if self.plain and finished > self.reported:
+            self.reported = finished
+            self.console.print(f"{self.title}: {finished}/{self.total} trials, {status}", highlight=False, markup=False)
 
     def start_trial(self, number: int, label: str, questions: int) -> None:
         """Show the questions bar of trial `number`."""
