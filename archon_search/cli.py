@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from archon_search.errors import ArchitectureError, ArchonError
+from archon_search.render import plural
 from archon_search.validate import load_architecture, load_models_file
 
 app = typer.Typer(
@@ -34,7 +35,7 @@ def _score(value: float | None) -> str:
 
 
 def _per_query(calls: int) -> str:
-    return f"{calls} LM call per query" if calls == 1 else f"{calls} LM calls per query"
+    return f"{plural(calls, 'LM call')} per query"
 
 
 def _fail(exc: ArchonError) -> NoReturn:

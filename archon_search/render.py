@@ -20,7 +20,8 @@ NO_MODEL_NOTES = {
 }
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """`1 call`, `3 calls`."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -59,13 +60,13 @@ def _layer_panel(arch: Architecture, layer: Layer, count: LayerCount, graph: nx.
         cell.append(f"\n  {unit_settings(arch, unit)}", style="not bold")
         row = [cell]
         if several:
-            row.append(Text(_plural(graph.nodes[unit_node(count.index, ui)]["calls"], "call")))
+            row.append(Text(plural(graph.nodes[unit_node(count.index, ui)]["calls"], "call")))
         grid.add_row(*row)
     return Panel(
         grid,
         title=Text(f"layer {count.index} · {layer.op}", style="bold"),
         title_align="left",
-        subtitle=Text(_plural(count.calls, "LM call"), style="magenta"),
+        subtitle=Text(plural(count.calls, "LM call"), style="magenta"),
         subtitle_align="right",
         expand=False,
     )
@@ -81,12 +82,12 @@ def render_architecture(checked: Validated) -> RenderableType:
         header.append(f"\n{arch.description}", style="italic")
     parts: list[RenderableType] = [header, Text(""), Text("question", style="bold green")]
     for layer, count in zip(arch.layers, checked.layers):
-        label = "" if count.index == 0 else _plural(count.candidates_in, "candidate")
+        label = "" if count.index == 0 else plural(count.candidates_in, "candidate")
         parts += [_arrow(label), _layer_panel(arch, layer, count, graph)]
     parts += [
-        _arrow(_plural(checked.layers[-1].candidates_out, "candidate")),
+        _arrow(plural(checked.layers[-1].candidates_out, "candidate")),
         Text("answer (the first candidate left)", style="bold green"),
         Text(""),
-        Text(f"total: {_plural(checked.calls_per_query, 'LM call')} per query", style="bold"),
+        Text(f"total: {plural(checked.calls_per_query, 'LM call')} per query", style="bold"),
     ]
     return Group(*parts)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from archon_search.evaluate import EvalResult
 from archon_search.metrics import accuracy_ci, paired_bootstrap_pvalue
+from archon_search.render import plural
 from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, plot_pareto
 from archon_search.search.records import RunInfo, atomic_write
 from archon_search.validate import Validated
@@ -112,7 +113,7 @@ def write_report(
         "",
         f"Trial {info.best_trial}"
         + (f" (baseline {best_row['baseline']})" if isinstance(best_row["baseline"], str) else "")
-        + f": `{describe(best)}`; at most {best.calls_per_query} LM call(s) per query; "
+        + f": `{describe(best)}`; at most {plural(best.calls_per_query, 'LM call')} per query; "
         f"dev accuracy {_pct(best_row['dev_score'])} on {int(best_row['dev_n'])} questions. "
         "Deploy it with `archon-search export` or use `best.yaml` as it is.",
         "",
