@@ -113,17 +113,24 @@ def judged_run(tmp_path_factory) -> Path:
     return tmp_path / "run"
 
 
+def graded_trials(out: Path) -> pd.DataFrame:
+    """The run's trials.csv, checked: every trial finished, and the baselines scored by the judge's grades of
+    their answers (`good` always 9, `poor` always 3)."""
+    trials = pd.read_csv(out / "trials.csv")
+    assert len(trials) == TRIALS and trials["state"].isin(FINISHED).all()
+    assert trials["dev_score"].between(0, 1).all()
+    baselines = trials.set_index("baseline")["dev_score"]
+    assert baselines["single-good"] == pytest.approx(score(GOOD_GRADE))
+    assert baselines["single-poor"] == pytest.approx(score(POOR_GRADE))
+    return trials
+
+
 def test_the_search_runs_on_the_judges_grades(judged_run):
     out = judged_run
     for name in ("trials.csv", "best.yaml", "report.md", "run.json", "questions.csv", "study.db"):
         assert (out / name).is_file(), name
-    trials = pd.read_csv(out / "trials.csv")
-    assert len(trials) == TRIALS and trials["state"].isin(FINISHED).all()
-    assert trials["dev_score"].between(0, 1).all()
     # the judge's grades are the scores: every answer of `good` got 9, every answer of `poor` 3
-    baselines = trials.set_index("baseline")["dev_score"]
-    assert baselines["single-good"] == pytest.approx(score(GOOD_GRADE))
-    assert baselines["single-poor"] == pytest.approx(score(POOR_GRADE))
+    trials = graded_trials(out)
     run = json.loads((out / "run.json").read_text())
     assert trials.set_index("number").loc[run["best_trial"], "dev_score"] == pytest.approx(score(GOOD_GRADE))
     report = (out / "report.md").read_text()
@@ -198,13 +205,8 @@ def test_unreadable_judgements_are_left_out_not_scored_zero(tmp_path, caplog):
     out = tmp_path / "run"
     unread_items = {r.getMessage().rsplit(" ", 1)[-1] for r in caplog.records if "no readable judgement" in r.message}
     assert unread_items == {dev[0].id, test[0].id}
-    trials = pd.read_csv(out / "trials.csv")
-    assert len(trials) == TRIALS and trials["state"].isin(FINISHED).all()
-    assert trials["dev_score"].between(0, 1).all()
     # the mean of the two graded questions; as a 0 the unreadable one would pull single-good to 2/3 of that
-    baselines = trials.set_index("baseline")["dev_score"]
-    assert baselines["single-good"] == pytest.approx(score(GOOD_GRADE))
-    assert baselines["single-poor"] == pytest.approx(score(POOR_GRADE))
+    trials = graded_trials(out)
 
     questions = pd.read_csv(out / "questions.csv").set_index("id")
     questions.index = questions.index.astype(str)
