@@ -77,6 +77,11 @@ class JudgedBenchmark(Benchmark):
         return asyncio.run(self.ascore(item, text))
 
 
+def judge_name(benchmark: Benchmark, name: str | None) -> str | None:
+    """The judge a benchmark will use: `name` (`--judge`), else its own `judge_model`; None when not judged."""
+    return (name or benchmark.judge_model) if isinstance(benchmark, JudgedBenchmark) else None
+
+
 def attach_judge(benchmark: Benchmark, pool: BackendPool, name: str | None, *, max_tokens: int | None = None) -> None:
     """Give a judged benchmark its judge: pool model `name` (`--judge`), else the benchmark's own `judge_model`.
 
@@ -85,7 +90,7 @@ def attach_judge(benchmark: Benchmark, pool: BackendPool, name: str | None, *, m
     """
     if not isinstance(benchmark, JudgedBenchmark):
         return
-    chosen = name or benchmark.judge_model
+    chosen = judge_name(benchmark, name)
     if not chosen:
         raise BenchmarkError(
             f"benchmark {benchmark.name} is scored by a judge model: pass --judge NAME (a model entry, e.g. --judge embedded)"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from archon_search.evaluate import EvalResult
-from archon_search.metrics import accuracy_ci, paired_bootstrap_pvalue
+from archon_search.metrics import paired_bootstrap_pvalue
 from archon_search.render import plural
 from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, plot_pareto
 from archon_search.search.records import RunInfo, atomic_write
@@ -49,10 +49,8 @@ def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, Eval
 
 
 def _comparison(label: str, number: int, result: EvalResult, p: float | None) -> Comparison:
-    scored = result.rows["correct"].astype(float).dropna().tolist()
-    mean, low, high = accuracy_ci(scored) if scored else (float("nan"),) * 3
     s = result.summary
-    return Comparison(label, number, s.n, mean, low, high, s.calls_per_query, s.tokens_per_query, p)
+    return Comparison(label, number, s.n, s.accuracy, s.ci_low, s.ci_high, s.calls_per_query, s.tokens_per_query, p)
 
 
 def describe(checked: Validated) -> str:

@@ -191,7 +191,7 @@ def run_search(
     resume) and propagates.
     """
     from archon_search.backends.registry import BackendPool
-    from archon_search.benchmarks.judged import attach_judge
+    from archon_search.benchmarks.judged import attach_judge, judge_name
     from archon_search.benchmarks.registry import get_benchmark
     from archon_search.cache import ResponseCache
 
@@ -200,7 +200,7 @@ def run_search(
     space = load_space(config.space_file)
     specs = dict(models) if models is not None else (load_models_file(config.models_file) if config.models_file else {})
     bench = benchmark if benchmark is not None else get_benchmark(config.bench)
-    judge = (config.judge or getattr(bench, "judge_model", None)) if bench.kind == "judge" else None
+    judge = judge_name(bench, config.judge)
     ctx = space_context(space, specs, config.budget, bench.kind, judge=judge, max_tokens=bench.max_tokens)
     dev, test = _split(bench, config)
     out = config.out or Path("results") / f"{bench.name}-b{config.budget}"

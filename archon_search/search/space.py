@@ -8,9 +8,10 @@ multivariate TPE sampler can model them jointly; conditional ones are only asked
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import optuna
 import yaml
@@ -22,6 +23,8 @@ from archon_search.errors import ArchonError
 from archon_search.validate import Validated, check_architecture
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 DEFAULT_SPACE_FILE = Path(__file__).with_name("default_space.yaml")
 SINGLE_TEMPERATURE = 0.0
@@ -264,6 +267,14 @@ def samples_high(space: SearchSpace, ctx: SpaceContext) -> int:
     return min(space.generator.samples[1], ctx.budget)
 
 
+def _switch(trial: optuna.Trial, name: str, every: bool, ask: Callable[[], _T]) -> _T | None:
+    """An on/off op: `name` is asked, then its settings (`ask()`) when it is on, or always when `every`
+    parameter must be asked; the settings only when it is on, else None."""
+    on = trial.suggest_categorical(name, [False, True])
+    settings = ask() if on or every else None
+    return settings if on else None
+
+
 def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) -> Point:
     """Ask the trial for a point, define-by-run, under stable parameter names.
 
@@ -286,11 +297,14 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
             units.append(unit)
     point = Point(generator=tuple(units))
     if space.ranker.enabled:
-        on = trial.suggest_categorical("ranker", [False, True])
-        if on or every:
-            ranker = _model(trial, "ranker_model", ctx), trial.suggest_int("ranker_top_k", *space.ranker.top_k)
-            if on:
-                point = replace(point, ranker=ranker[0], ranker_top_k=ranker[1])
+        ranker = _switch(
+            trial,
+            "ranker",
+            every,
+            lambda: (_model(trial, "ranker_model", ctx), trial.suggest_int("ranker_top_k", *space.ranker.top_k)),
+        )
+        if ranker:
+            point = replace(point, ranker=ranker[0], ranker_top_k=ranker[1])
     layers = trial.suggest_int("fuser_layers", *space.fuser.layers) if space.fuser.layers[1] > 0 else 0
     if layers or (every and space.fuser.layers[1] > 0):
         fuser = {
@@ -301,26 +315,23 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
         if layers:
             point = replace(point, fuser_layers=layers, **fuser)
     if space.critic and (point.ranker or layers or every):
-        on = trial.suggest_categorical("critic", [False, True])
-        if on or every:
-            critic = _model(trial, "critic_model", ctx)
-            if on and (point.ranker or layers):
-                point = replace(point, critic=critic)
+        critic = _switch(trial, "critic", every, lambda: _model(trial, "critic_model", ctx))
+        if critic and (point.ranker or layers):
+            point = replace(point, critic=critic)
     if space.verifier:
-        on = trial.suggest_categorical("verifier", [False, True])
-        if on or every:
-            verifier = _model(trial, "verifier_model", ctx)
-            if on:
-                point = replace(point, verifier=verifier)
+        point = replace(point, verifier=_switch(trial, "verifier", every, lambda: _model(trial, "verifier_model", ctx)))
     if ctx.allows_unit_tests and space.unit_tests.enabled:
-        on = trial.suggest_categorical("unit_tests", [False, True])
-        if on or every:
-            tests = (
+        tests = _switch(
+            trial,
+            "unit_tests",
+            every,
+            lambda: (
                 _model(trial, "unit_tests_model", ctx),
                 trial.suggest_int("unit_tests_num_tests", *space.unit_tests.num_tests),
-            )
-            if on:
-                point = replace(point, unit_tests=tests[0], num_tests=tests[1])
+            ),
+        )
+        if tests:
+            point = replace(point, unit_tests=tests[0], num_tests=tests[1])
     if ctx.allows_voter and space.voter and (not point.unit_tests or every):
         on = trial.suggest_categorical("voter", [False, True])
         if not point.unit_tests:
