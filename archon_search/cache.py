@@ -46,6 +46,9 @@ def cache_key(kind: str, model_id: str, request: ChatRequest) -> str:
     """
     sample = request.sample if request.temperature > 0 else 0
     payload = [kind, model_id, request.messages, request.temperature, request.max_tokens, sample]
+    if request.json_schema is not None:
+        # appended only when set, so every free-text entry cached before structured output keeps its key
+        payload.append(request.json_schema)
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
