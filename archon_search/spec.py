@@ -6,13 +6,16 @@ These models only describe shape and ranges (R7); the composition rules that spa
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 1024
+# judges (critic, ranker, verifier) read greedily and need room to reason before their verdict
+DEFAULT_JUDGE_TEMPERATURE = 0.0
+DEFAULT_JUDGE_MAX_TOKENS = 512
 
 
 class _Strict(BaseModel):
@@ -36,6 +39,16 @@ class EmbeddedModel(_Priced):
     def model_id(self) -> str:
         return self.model_path or "SmolLM2-135M-Instruct"
 
+    @property
+    def context_window(self) -> int:
+        """Tokens the model can attend to (prompt and answer together)."""
+        return self.n_ctx
+
+    @property
+    def structured_output(self) -> bool:
+        """llama.cpp constrains decoding to a JSON Schema through a grammar."""
+        return True
+
 
 class OpenAIModel(_Priced):
     """Any OpenAI-compatible chat completions server."""
@@ -45,6 +58,8 @@ class OpenAIModel(_Priced):
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_concurrency: int = Field(default=16, ge=1)
+    structured_output: bool = Field(default=False, description="the server honours response_format json_schema")
+    context_window: int | None = Field(default=None, ge=1, description="prompt + answer tokens; unknown if unset")
 
     @property
     def model_id(self) -> str:
@@ -64,6 +79,16 @@ class VLLMModel(_Priced):
     def model_id(self) -> str:
         return self.model
 
+    @property
+    def context_window(self) -> int | None:
+        """`max_model_len` when set; otherwise the model's own, which only the engine knows."""
+        return self.max_model_len
+
+    @property
+    def structured_output(self) -> bool:
+        """vLLM constrains decoding to a JSON Schema (guided decoding)."""
+        return True
+
 
 class ScriptedModel(_Priced):
     """A deterministic fake for tests, demos and dry runs; never a default."""
@@ -77,6 +102,16 @@ class ScriptedModel(_Priced):
     def model_id(self) -> str:
         return "scripted"
 
+    @property
+    def context_window(self) -> None:
+        """A script has no context limit."""
+        return None
+
+    @property
+    def structured_output(self) -> bool:
+        """A script answers with its canned text whatever is asked."""
+        return False
+
 
 ModelSpec = Annotated[EmbeddedModel | OpenAIModel | VLLMModel | ScriptedModel, Field(discriminator="backend")]
 BACKENDS = ("embedded", "openai", "vllm", "scripted")
@@ -87,9 +122,13 @@ class Defaults(_Strict):
 
     temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0, le=2)
     max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1)
+    judge_temperature: float = Field(default=DEFAULT_JUDGE_TEMPERATURE, ge=0, le=2)
+    judge_max_tokens: int = Field(default=DEFAULT_JUDGE_MAX_TOKENS, ge=1)
 
 
 class _Unit(_Strict):
+    #: critic, ranker and verifier units judge: unset settings come from `judge_temperature`/`judge_max_tokens`
+    judging: ClassVar[bool] = False
     model: str
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -110,15 +149,20 @@ class FuserUnit(_Unit):
 class CriticUnit(_Unit):
     """Writes strengths and weaknesses for every candidate."""
 
+    judging = True
+
 
 class RankerUnit(_Unit):
     """Orders the candidates and keeps the best `top_k`."""
 
+    judging = True
     top_k: int = Field(default=1, ge=1)
 
 
 class VerifierUnit(_Unit):
     """Judges each candidate correct or not; keeps the correct ones (all when none is)."""
+
+    judging = True
 
 
 class UnitTestGeneratorUnit(_Unit):
@@ -198,14 +242,18 @@ class Architecture(_Strict):
     layers: tuple[Layer, ...]
 
     def temperature(self, unit: Unit) -> float:
-        """The unit's temperature, inherited from the defaults when unset."""
+        """The unit's temperature, inherited from the defaults (the judge defaults for judging units) when unset."""
         value = getattr(unit, "temperature", None)
-        return self.defaults.temperature if value is None else value
+        if value is not None:
+            return value
+        return self.defaults.judge_temperature if getattr(unit, "judging", False) else self.defaults.temperature
 
     def max_tokens(self, unit: Unit) -> int:
-        """The unit's max_tokens, inherited from the defaults when unset."""
+        """The unit's max_tokens, inherited from the defaults (the judge defaults for judging units) when unset."""
         value = getattr(unit, "max_tokens", None)
-        return self.defaults.max_tokens if value is None else value
+        if value is not None:
+            return value
+        return self.defaults.judge_max_tokens if getattr(unit, "judging", False) else self.defaults.max_tokens
 
     def to_yaml_obj(self) -> dict:
         """The architecture as plain data that `yaml.safe_dump` writes and `load_architecture` reads back."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
@@ -94,3 +95,21 @@ def test_a_failure_mid_batch_carries_the_answers_made_before_it(monkeypatch):
         asyncio.run(backend.complete([ask("One"), ask("Two"), ask("Three"), ask("Four")]))
     assert sorted(err.value.partial) == [0, 1] and len(calls) == 3
     assert all(c.completion_tokens > 0 for c in err.value.partial.values())
+
+
+def test_a_json_schema_constrains_the_answer_to_valid_json():
+    schema = {
+        "title": "verdict",
+        "type": "object",
+        "properties": {"analysis": {"type": "string"}, "correct": {"type": "boolean"}},
+        "required": ["analysis", "correct"],
+        "additionalProperties": False,
+    }
+    prompt = (
+        'Is "2 + 2 = 4" correct? Reply with a JSON object: {"analysis": "<brief reasoning>", "correct": true or false}.'
+    )
+    request = ChatRequest.of([{"role": "user", "content": prompt}], 0.0, 96, json_schema=schema)
+    (out,) = asyncio.run(EmbeddedBackend(EmbeddedModel()).complete([request]))
+    answer = json.loads(out.text)
+    assert set(answer) == {"analysis", "correct"}
+    assert isinstance(answer["analysis"], str) and isinstance(answer["correct"], bool)

@@ -163,3 +163,29 @@ def test_concurrency_is_bounded():
 )
 def test_is_loopback(url, loopback):
     assert is_loopback(url) is loopback
+
+
+def test_a_json_schema_goes_out_as_response_format_only_where_declared():
+    schema = {
+        "title": "verdict",
+        "type": "object",
+        "properties": {"analysis": {"type": "string"}, "correct": {"type": "boolean"}},
+        "required": ["analysis", "correct"],
+        "additionalProperties": False,
+    }
+    request = ChatRequest.of([{"role": "user", "content": "Is 2 + 2 = 4?"}], 0.0, 16, json_schema=schema)
+    with StubOpenAIServer() as stub:
+        declared = OpenAIModel(
+            backend="openai", model="stub-model", base_url=stub.url, api_key_env=KEY_ENV, structured_output=True
+        )
+        complete(OpenAIBackend(declared), [request, ask("plain text")])
+        complete(backend(stub.url), [request])
+    # the first two requests went out together, in either order
+    with_schema, plain = sorted(stub.bodies[:2], key=lambda body: body["messages"][-1]["content"] == "plain text")
+    undeclared = stub.bodies[2]
+    sent = {k: v for k, v in schema.items() if k != "title"}
+    assert with_schema["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "verdict", "schema": sent, "strict": True},
+    }
+    assert "response_format" not in plain and "response_format" not in undeclared

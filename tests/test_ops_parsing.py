@@ -11,34 +11,35 @@ from archon_search.ops.voter import normalize_answer
 
 
 @pytest.mark.parametrize(
-    "text,n,expected",
+    "text,n,expected,guessed",
     [
-        ("[2] > [1] > [3]", 3, [1, 0, 2]),
-        ("After careful thought, the ranking is: [3] > [1] > [2]. Hope this helps!", 3, [2, 0, 1]),
-        ("[2]>[3]", 3, [1, 2, 0]),  # unranked ones follow in incoming order
-        ("Candidate 2 is best, then candidate 1", 3, [1, 0, 2]),
-        ("[ 2 ] > [ 2 ] > [9] > [1]", 3, [1, 0, 2]),  # duplicates and out-of-range indices dropped
-        ("I cannot decide.", 3, None),
-        ("", 2, None),
-        ("[0] > [4]", 3, None),
+        ("[2] > [1] > [3]", 3, [1, 0, 2], False),
+        ("After careful thought, the ranking is: [3] > [1] > [2]. Hope this helps!", 3, [2, 0, 1], False),
+        ("[2]>[3]", 3, [1, 2, 0], True),  # unranked ones follow in incoming order
+        ("Candidate 2 is best, then candidate 1", 3, [1, 0, 2], True),
+        ("[ 2 ] > [ 2 ] > [9] > [1]", 3, [1, 0, 2], True),  # duplicates and out-of-range indices dropped
+        ("I cannot decide.", 3, None, False),
+        ("", 2, None, False),
+        ("[0] > [4]", 3, None, False),
     ],
 )
-def test_parse_ranking(text, n, expected):
-    assert parse_ranking(text, n) == expected
+def test_parse_ranking(text, n, expected, guessed):
+    parsed = parse_ranking(text, n)
+    assert (parsed.value if parsed else None) == expected
+    assert parsed is None or (parsed.guess is not None) == guessed
 
 
 def test_parse_critiques_per_candidate():
     text = "[1] Strengths: clear. Weaknesses: wrong sum.\n[2] Strengths: correct. Weaknesses: terse.\n"
-    crit = parse_critiques(text, 2)
+    crit = parse_critiques(text, 2).value
     assert crit[0].startswith("Strengths: clear") and "wrong sum" in crit[0]
     assert crit[1].startswith("Strengths: correct")
 
 
 def test_parse_critiques_variants_and_garbage():
     text = "Candidate 1: good\n**[2]** weak reasoning\n[7] ignored"
-    crit = parse_critiques(text, 2)
-    assert crit == {0: "good", 1: "weak reasoning"}
-    assert parse_critiques("no structure at all", 3) == {}
+    assert parse_critiques(text, 2).value == {0: "good", 1: "weak reasoning"}
+    assert parse_critiques("no structure at all", 3) is None
 
 
 @pytest.mark.parametrize(
@@ -55,7 +56,8 @@ def test_parse_critiques_variants_and_garbage():
     ],
 )
 def test_parse_verdict(text, expected):
-    assert parse_verdict(text) is expected
+    parsed = parse_verdict(text)
+    assert (parsed.value if parsed else None) is expected
 
 
 def test_parse_tests_execute_and_llm():

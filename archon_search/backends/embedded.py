@@ -135,7 +135,8 @@ def fit_messages(llm: Any, messages: list[dict[str, str]], n_ctx: int, max_token
 
 class EmbeddedBackend(Backend):
     """llama.cpp on the CPU: one model per process, calls one at a time in a worker thread so the event
-    loop stays free; each sample gets its own seed (from the sample index and the prompt)."""
+    loop stays free; each sample gets its own seed (from the sample index and the prompt). A request's JSON
+    Schema becomes a llama.cpp grammar, so the answer is JSON matching it (unless max_tokens cuts it short)."""
 
     kind = "embedded"
 
@@ -158,6 +159,10 @@ class EmbeddedBackend(Backend):
         model = load_model(self.path, self.spec.n_ctx, self.n_threads)
         with model.lock:
             messages = fit_messages(model.llm, request.as_messages(), model.n_ctx, request.max_tokens)
+            # llama.cpp turns the schema into a grammar that constrains decoding
+            options: dict[str, Any] = {}
+            if request.schema is not None:
+                options["response_format"] = {"type": "json_object", "schema": request.schema}
             start = time.perf_counter()
             try:
                 out = model.llm.create_chat_completion(
@@ -165,6 +170,7 @@ class EmbeddedBackend(Backend):
                     temperature=request.temperature,
                     max_tokens=request.max_tokens,
                     seed=request.seed,
+                    **options,
                 )
             except ValueError as exc:
                 raise BackendError(f"embedded model: {exc}; raise n_ctx or shorten the prompt") from None

@@ -7,9 +7,11 @@ import email.utils
 import ipaddress
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 from urllib.parse import urlparse
 
 import openai
@@ -93,7 +95,8 @@ class _NotSent(Exception):
 
 
 class OpenAIBackend(Backend):
-    """One HTTP request per `ChatRequest`, at most `max_concurrency` in flight, retried with backoff.
+    """One HTTP request per `ChatRequest`, at most `max_concurrency` in flight, retried with backoff; a JSON
+    Schema goes out as `response_format` only to servers the model entry says support it.
 
     The client's own retries are off so tenacity's policy is the only one; failures that retrying
     cannot fix become a one-line `BackendError` naming the model, the server and what to change.
@@ -175,6 +178,7 @@ class OpenAIBackend(Backend):
                         temperature=request.temperature,
                         max_tokens=request.max_tokens,
                         seed=request.seed,
+                        **self._structured(request),
                     )
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
@@ -191,6 +195,17 @@ class OpenAIBackend(Backend):
             completion_tokens=(usage.completion_tokens or 0) if usage else 0,
             latency_s=latency,
         )
+
+    def _structured(self, request: ChatRequest) -> dict[str, Any]:
+        """`response_format` asking for the request's JSON Schema, when it has one and the entry declares that
+        the server honours it (`structured_output: true`); servers that do not may refuse the field."""
+        schema = request.schema
+        if schema is None or not self.spec.structured_output:
+            return {}
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.pop("title", None) or "response"))[:64]
+        return {
+            "response_format": {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+        }
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

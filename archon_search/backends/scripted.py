@@ -24,7 +24,8 @@ def word_count(text: str) -> int:
 class ScriptedBackend(Backend):
     """Answers from `by_prompt` (first substring of the last user message that matches) or else from
     `responses` in turn, cycling; every batch sleeps `latency_ms` once, so its calls overlap like real
-    concurrent calls. `calls` counts the requests served."""
+    concurrent calls. `calls` counts the requests served. A request's JSON Schema is ignored: the script's
+    text comes back as written, for the op's lenient parser to read."""
 
     kind = "scripted"
 

@@ -7,14 +7,28 @@ into the question's new candidates and a trace event.
 
 from __future__ import annotations
 
-import re
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, TypeVar
 
 from archon_search.backends.base import ChatRequest, Completion
-from archon_search.spec import Architecture, Layer, Unit
+from archon_search.benchmarks.answers import split_thinking
+from archon_search.spec import Architecture, Layer, ModelSpec, Unit
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Characters per token assumed when sizing a prompt: English runs near 4, code, numbers and LaTeX nearer 3.
+CHARS_PER_TOKEN = 3
+#: Tokens a chat template adds around the messages (role markers, a default system prompt).
+PROMPT_OVERHEAD_TOKENS = 64
+#: A shrunk candidate keeps at least this many characters, however many candidates there are.
+MIN_KEPT_CHARS = 160
+CUT_MARK = "\n[... {cut} characters cut to fit the context window ...]\n"
 
 
 @dataclass
@@ -75,13 +89,83 @@ class Op(ABC):
         self.ctx = ctx
 
     def request(
-        self, unit: Unit, prompt: str, state: QueryState, sample: int = 0, system: str | None = None
+        self,
+        unit: Unit,
+        prompt: str,
+        state: QueryState,
+        sample: int = 0,
+        system: str | None = None,
+        json_schema: dict | None = None,
     ) -> ChatRequest:
-        """A request from one user prompt, carrying the conversation so far (multi-turn) and the unit's settings."""
+        """A request from one user prompt, carrying the conversation so far (multi-turn) and the unit's settings,
+        asking for output matching `json_schema` when one is given."""
         messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
         messages += state.history
         messages.append({"role": "user", "content": prompt})
-        return ChatRequest.of(messages, self.arch.temperature(unit), self.arch.max_tokens(unit), sample)
+        return ChatRequest.of(
+            messages, self.arch.temperature(unit), self.arch.max_tokens(unit), sample, json_schema=json_schema
+        )
+
+    def structured(self, unit: Unit) -> bool:
+        """Whether the unit's model can be asked for output constrained to a JSON Schema."""
+        spec = self._spec(unit)
+        return bool(spec is not None and spec.structured_output)
+
+    def fit(
+        self,
+        units: Sequence[Unit],
+        state: QueryState,
+        build: Callable[[Sequence[Candidate]], str],
+        system: str | None = None,
+        candidates: Sequence[Candidate] | None = None,
+    ) -> tuple[str, dict | None]:
+        """The prompt `build` makes from the candidates, each candidate's text shrunk (head and tail kept) where
+        the whole would not fit the smallest context window among `units`' models with their max_tokens to spare.
+
+        Tokens are estimated from characters (`CHARS_PER_TOKEN`, on the safe side); a model whose window is
+        unknown sets no limit. Returns the prompt and what was cut (None when nothing was), for the trace.
+        """
+        candidates = list(state.candidates if candidates is None else candidates)
+        prompt = build(candidates)
+        windows = [w for w in (self._context_window(u) for u in units) if w is not None]
+        if not windows or not candidates:
+            return prompt, None
+        window = min(windows)
+        reserved = max(self.arch.max_tokens(u) for u in units)
+        # a max_tokens near the window would leave no prompt at all; the backend or server then caps the answer
+        budget_tokens = max(window - reserved - PROMPT_OVERHEAD_TOKENS, window // 4)
+        others = sum(len(m["content"]) for m in state.history) + len(system or "")
+        budget = budget_tokens * CHARS_PER_TOKEN - others
+        if len(prompt) <= budget:
+            return prompt, None
+        low, high = MIN_KEPT_CHARS, max(len(c.text) for c in candidates)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(build(shrink_all(candidates, middle))) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        fitted = build(shrink_all(candidates, low))
+        cut = [k + 1 for k, c in enumerate(candidates) if len(c.text) > low]
+        log.info(
+            "%s: %d candidate(s) shrunk to %d characters to fit a %d-token window", self.name, len(cut), low, window
+        )
+        return fitted, {
+            "context_window": window,
+            "reserved_tokens": reserved,
+            "prompt_chars": len(prompt),
+            "budget_chars": budget,
+            "kept_chars": low,
+            "candidates": cut,
+            "fits": len(fitted) <= budget,
+        }
+
+    def _context_window(self, unit: Unit) -> int | None:
+        spec = self._spec(unit)
+        return spec.context_window if spec is not None else None
+
+    def _spec(self, unit: Unit) -> ModelSpec | None:
+        return self.arch.models.get(getattr(unit, "model", None) or "")
 
     def sampled_calls(self, state: QueryState, prompt: str, system: str | None = None) -> list[PlannedCall]:
         """`samples` calls per unit of the layer, all with the same prompt.
@@ -112,6 +196,20 @@ class Op(ABC):
         """Update `state` from the completions of its planned calls; return the trace event's op-specific fields."""
 
 
+def shorten(text: str, keep: int) -> str:
+    """`text` cut to `keep` characters plus a marker: a third from its start (the approach), the rest from its
+    end (where answers conclude)."""
+    if len(text) <= keep:
+        return text
+    head = keep // 3
+    return text[:head] + CUT_MARK.format(cut=len(text) - keep) + text[len(text) - (keep - head) :]
+
+
+def shrink_all(candidates: Sequence[Candidate], keep: int) -> list[Candidate]:
+    """The candidates with every text longer than `keep` characters shortened to it."""
+    return [replace(c, text=shorten(c.text, keep)) if len(c.text) > keep else c for c in candidates]
+
+
 def numbered(candidates: Sequence[Candidate], with_critiques: bool = True) -> str:
     """Candidates as `[1] ...`, `[2] ...` blocks (the numbering rankers and critics answer with)."""
     blocks = []
@@ -123,14 +221,52 @@ def numbered(candidates: Sequence[Candidate], with_critiques: bool = True) -> st
     return "\n\n".join(blocks)
 
 
-_INDEX = re.compile(r"\[\s*(\d+)\s*\]|(?:candidate|response|answer)\s*#?\s*(\d+)", re.IGNORECASE)
+@dataclass(frozen=True)
+class Parsed(Generic[T]):
+    """What a parser read from a judge's output; `guess` says why it is a guess (None when read as asked)."""
+
+    value: T
+    guess: str | None = None
 
 
-def cited_indices(text: str, n: int) -> list[int]:
-    """0-based candidate indices cited in `text` as `[k]` or `candidate k`, in order of first mention, valid only."""
-    seen: list[int] = []
-    for match in _INDEX.finditer(text):
-        k = int(match.group(1) or match.group(2)) - 1
-        if 0 <= k < n and k not in seen:
-            seen.append(k)
-    return seen
+def read_shown(text: str, parse: Callable[[str], Parsed[T] | None]) -> Parsed[T] | None:
+    """`parse` applied to what the model shows after its think block; when that holds nothing readable
+    (say, the model ran out of tokens while thinking), to its thoughts, as a guess."""
+    thoughts, shown = split_thinking(text)
+    found = parse(shown)
+    if found is None and thoughts:
+        inner = parse(thoughts)
+        if inner is not None:
+            return Parsed(inner.value, "nothing readable after the think block; read from the thoughts")
+    return found
+
+
+def json_objects(text: str) -> list[dict]:
+    """Every top-level JSON object in `text`, in order, wherever it sits (alone, in a code fence, amid prose)."""
+    decoder = json.JSONDecoder()
+    found: list[dict] = []
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    return found
+
+
+def index_of(value: object, n: int) -> int | None:
+    """The 0-based candidate index a JSON value names (`2`, `"2"`, `"[2]"`, `"Candidate 2"`), if valid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        digits = "".join(ch if ch.isdigit() else " " for ch in value).split()
+        value = int(digits[0]) if len(digits) == 1 else None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 1 <= value <= n:
+        return value - 1
+    return None

@@ -25,14 +25,25 @@ class Fuser(Op):
 
     name = "fuser"
 
+    def _prompt(self, state: QueryState) -> tuple[str, dict | None]:
+        """One prompt for every unit, fitted to the smallest context window among them."""
+        return self.fit(
+            self.layer.units,
+            state,
+            lambda candidates: FUSER_PROMPT.format(question=state.question, candidates=numbered(candidates)),
+        )
+
     def plan(self, state: QueryState) -> list[PlannedCall]:
-        prompt = FUSER_PROMPT.format(question=state.question, candidates=numbered(state.candidates))
-        return self.sampled_calls(state, prompt)
+        return self.sampled_calls(state, self._prompt(state)[0])
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         fused_from = len(state.candidates)
+        _, truncated = self._prompt(state)
         state.candidates = [
             Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}")
             for call, c in zip(calls, completions)
         ]
-        return {"fused_from": fused_from}
+        event: dict = {"fused_from": fused_from}
+        if truncated:
+            event["truncated"] = truncated
+        return event
