@@ -3,6 +3,9 @@
     with Architecture.load("best.yaml") as arch:
         print(arch.run("What is 17 * 23?"))
 
+A file exported from a search carries its `task:`, so questions get the benchmark's answer instruction
+and the ops read answers with its extractor, as in the trial that scored the architecture.
+
 Backends are opened on first use and closed by `close()` (or leaving the `with` block). Like
 `archon-search eval`, answers go through the persistent response cache by default, so asking the same
 thing twice costs no model call; pass `cache=False` for fresh calls or a path for another cache file.
@@ -31,6 +34,7 @@ from archon_search.cache import ResponseCache
 from archon_search.errors import ArchonError
 from archon_search.executor import Executor, QueryResult, Usage
 from archon_search.ops import OpContext, QueryState
+from archon_search.task import as_scored, task_context
 from archon_search.validate import Validated, load_architecture
 
 log = logging.getLogger(__name__)
@@ -137,15 +141,16 @@ class Architecture:
     """A validated architecture bound to its models, ready to answer questions.
 
     Build one with `Architecture.load(path)`; use it as a (sync or async) context manager or call
-    `close()` when done. `context` tells ops how to read an answer (the voter groups on it); by default
-    whole texts are compared.
+    `close()` when done. The file's `task:` says how the search read answers (the voter groups on them,
+    the unit-test evaluator runs the code in them) and which answer instruction it appended to the first
+    user message; the architecture does both the same way. `context` replaces how answers are read.
     """
 
     def __init__(self, checked: Validated, cache: CacheChoice = True, context: OpContext | None = None):
         self.checked = checked
         self._cache = _open_cache(cache)
         self._owns_cache = self._cache is not None and not isinstance(cache, ResponseCache)
-        self._context = context or OpContext()
+        self._context = context or task_context(checked.arch.task)
         self._pool: BackendPool | None = None
         self._executor: Executor | None = None
         self._runner: _LoopThread | None = None
@@ -198,7 +203,7 @@ class Architecture:
     async def _answer_all(self, questions: Sequence[Question]) -> list[Answer]:
         states = []
         for question in questions:
-            text, history = conversation(question)
+            text, history = as_scored(self.checked.arch.task, *conversation(question))
             states.append(QueryState(id=f"q{next(self._ids)}", question=text, history=history))
         executor = await self._executor_ready()
         results = await executor.run(states)

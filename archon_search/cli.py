@@ -104,6 +104,26 @@ def _cache(cache: Path | None, no_cache: bool):
     return None if no_cache else ResponseCache(cache)
 
 
+def _split_seed(given: int | None, run_dir: Path | None, arch_file: Path) -> int:
+    """The dev/test split seed: --split-seed, else the run folder's (--run, or the folder holding ARCH.yaml or its
+    archs/), else the default."""
+    import json
+
+    from archon_search.export import RUN_FILE, read_run
+    from archon_search.search.runner import DEFAULT_SPLIT_SEED
+
+    if given is not None:
+        return given
+    folders = [run_dir] if run_dir else [arch_file.parent, arch_file.parent.parent]
+    for folder in folders:
+        if run_dir or (folder / RUN_FILE).is_file():
+            read_run(folder)
+            record = json.loads((folder / RUN_FILE).read_text())
+            # runs from before --split-seed split with their sampler seed
+            return int(record.get("split_seed", record.get("seed", DEFAULT_SPLIT_SEED)))
+    return DEFAULT_SPLIT_SEED
+
+
 @app.command("eval")
 def eval_command(
     arch_file: Path = typer.Argument(..., metavar="ARCH.yaml", help="Architecture file to score."),
@@ -115,7 +135,12 @@ def eval_command(
         None, "--out", help="Folder for questions.csv and traces/ (default: results/eval-ARCH-BENCH)."
     ),
     split: str = typer.Option("all", "--split", help="Which items: all, dev or test (the search's seeded split)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split."),
+    split_seed: int | None = typer.Option(
+        None,
+        "--split-seed",
+        help="Seed of the dev/test split (default: the run folder's, from --run or the folder ARCH.yaml is in; else 0).",
+    ),
+    run_dir: Path | None = typer.Option(None, "--run", help="Run folder whose dev/test split to use (its run.json)."),
     cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
     judge: str | None = typer.Option(
@@ -143,7 +168,7 @@ def eval_command(
         benchmark = get_benchmark(bench)
         items = benchmark.load(data)
         if split != "all":
-            dev, test = split_items(items, seed)
+            dev, test = split_items(items, _split_seed(split_seed, run_dir, arch_file))
             items = dev if split == "dev" else test
         items = items[:limit] if limit else items
         if not items:
@@ -306,6 +331,7 @@ def serve(
     from archon_search.api import Architecture
     from archon_search.serve import api_key_from_env
     from archon_search.serve import serve as serve_forever
+    from archon_search.task import describe
 
     with _reported():
         key = api_key_from_env(api_key_env) if api_key_env else None
@@ -314,6 +340,7 @@ def serve(
             f"serving {arch.name} ({_per_query(arch.calls_per_query)}) at http://{host}:{port}/v1",
             highlight=False,
         )
+        console.print(describe(arch.checked.arch.task), highlight=False)
         serve_forever(arch, host, port, key)
 
 
@@ -336,7 +363,10 @@ def run(
     study: str | None = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
     sampler: str = typer.Option("tpe", "--sampler", help="tpe (multivariate), random, or gp (needs torch)."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy,calls | accuracy,tokens"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the dev/test split and of the sampler."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    split_seed: int = typer.Option(
+        0, "--split-seed", help="Seed of the dev/test split (fixed, so every run holds out the same test questions)."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
     cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
@@ -364,6 +394,7 @@ def run(
         sampler=sampler,
         objective=objective,
         seed=seed,
+        split_seed=split_seed,
         out=out,
         cache=cache,
         no_cache=no_cache,

@@ -18,6 +18,7 @@ from archon_search.executor import Executor, QueryResult, Usage
 from archon_search.judge import Judgement
 from archon_search.metrics import accuracy_ci, results_frame, save_questions_csv
 from archon_search.ops import OpContext, QueryState
+from archon_search.task import with_instruction
 from archon_search.traces import write_trace
 from archon_search.validate import Validated
 
@@ -68,8 +69,7 @@ class EvalResult:
 
 def question_text(benchmark: Benchmark, prompt: str) -> str:
     """The user message a generator sees: the item's prompt plus the benchmark's answer format."""
-    instruction = benchmark.answer_instruction.strip()
-    return f"{prompt.strip()}\n\n{instruction}" if instruction else prompt.strip()
+    return with_instruction(prompt, benchmark.answer_instruction)
 
 
 def op_context(benchmark: Benchmark) -> OpContext:

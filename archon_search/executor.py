@@ -1,8 +1,10 @@
-"""The executor: runs an architecture one layer at a time over a batch of questions.
+"""The executor: runs an architecture over questions, each question through its layers on its own.
 
-All LM calls of a layer, across every question, are in flight together: each model gets one batch and
-bounds its own concurrency. Calls, tokens, cost and latency are counted per question and per op, and a
-question that would need more calls than the static count allows raises `CallBudgetExceeded`.
+Many questions are in flight at once and a question's next layer starts as soon as its own calls are done, so
+varying latencies cost the longest question's path, not every layer's slowest call. A layer sends each of its
+models one small batch; each model bounds its own concurrency. Calls, tokens, cost and latency are counted per
+question and per op, and a question that would need more calls than the static count allows raises
+`CallBudgetExceeded`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 from archon_search.backends.base import Backend, Completion
 from archon_search.backends.registry import cost_usd
-from archon_search.errors import CallBudgetExceeded
+from archon_search.errors import BackendError, CallBudgetExceeded
 from archon_search.ops import OPS, Op, OpContext, PlannedCall, QueryState
 from archon_search.validate import Validated
 
@@ -46,11 +48,13 @@ class Usage:
 
 @dataclass
 class QueryResult:
-    """One question after the last layer: its answer, the state it went through, and its usage."""
+    """One question after the last layer (or the layer that failed): its answer, its state, its usage."""
 
     state: QueryState
     usage: Usage = field(default_factory=Usage)
     per_op: dict[str, Usage] = field(default_factory=dict)
+    #: the backend error that stopped this question at some layer (the layers before it are counted as usual)
+    error: BackendError | None = None
 
     @property
     def id(self) -> str:
@@ -59,6 +63,10 @@ class QueryResult:
     @property
     def answer(self) -> str:
         return self.state.answer
+
+
+class Stopped(Exception):
+    """A question left before its next layer because the run was told to stop (pruned, or failing)."""
 
 
 class Executor:
@@ -76,48 +84,74 @@ class Executor:
             raise ValueError(f"no backend for model(s) {sorted(missing)}")
 
     async def run(self, states: Sequence[QueryState]) -> list[QueryResult]:
-        """Run every layer over `states` (mutated in place) and return one result per state, in order."""
-        results = [QueryResult(s) for s in states]
+        """Answer every state (mutated in place), all in flight together, and return one result each, in order.
+
+        A failure (a backend error included) is raised once every question has stopped, so the answers other
+        questions paid for reach the cache.
+        """
+        answered = await asyncio.gather(*(self.answer(s) for s in states), return_exceptions=True)
+        failed = next((a for a in answered if isinstance(a, BaseException)), None)
+        failed = failed or next((a.error for a in answered if a.error is not None), None)
+        if failed is not None:
+            raise failed
+        return list(answered)
+
+    async def answer(self, state: QueryState, stop: asyncio.Event | None = None) -> QueryResult:
+        """Run one question through every layer, each as soon as its previous layer is done.
+
+        A backend error ends the question, not the run: once the layer's other calls have finished it is kept in
+        `error` and in an event of the failing layer. Raises `Stopped` before a layer once `stop` is set.
+        """
+        result = QueryResult(state)
         for op, limit in zip(self.ops, self.limits):
-            await self._run_layer(op, limit, results)
-        return results
+            if stop is not None and stop.is_set():
+                raise Stopped(f"question {state.id} stopped before layer {op.index} ({op.name})")
+            try:
+                await self._run_layer(op, limit, result)
+            except BackendError as exc:
+                result.error = exc
+                break
+        return result
 
-    async def _run_layer(self, op: Op, limit: int, results: list[QueryResult]) -> None:
+    async def _run_layer(self, op: Op, limit: int, result: QueryResult) -> None:
         started = time.perf_counter()
-        plans = [op.plan(r.state) for r in results]
-        for r, plan in zip(results, plans):
-            if len(plan) > limit:
-                raise CallBudgetExceeded(
-                    f"layer {op.index} ({op.name}) planned {len(plan)} calls for question {r.id}, "
-                    f"static count is {limit}: this is a bug, please report it"
-                )
-        by_model: dict[str, list[tuple[int, int]]] = defaultdict(list)
-        for qi, plan in enumerate(plans):
-            for ci, call in enumerate(plan):
-                by_model[call.model].append((qi, ci))
-        completions: list[list[Completion | None]] = [[None] * len(p) for p in plans]
+        plan = op.plan(result.state)
+        if len(plan) > limit:
+            raise CallBudgetExceeded(
+                f"layer {op.index} ({op.name}) planned {len(plan)} calls for question {result.id}, "
+                f"static count is {limit}: this is a bug, please report it"
+            )
+        by_model: dict[str, list[int]] = defaultdict(list)
+        for ci, call in enumerate(plan):
+            by_model[call.model].append(ci)
+        done: list[Completion | None] = [None] * len(plan)
 
-        async def send(model: str, slots: list[tuple[int, int]]) -> None:
-            batch = [plans[qi][ci].request for qi, ci in slots]
+        async def send(model: str, slots: list[int]) -> None:
+            batch = [plan[ci].request for ci in slots]
             answers = await self.backends[model].complete(batch)
             if len(answers) != len(batch):
                 raise RuntimeError(
                     f"backend for {model!r} returned {len(answers)} completions for {len(batch)} requests"
                 )
-            for (qi, ci), answer in zip(slots, answers):
-                completions[qi][ci] = answer
+            for ci, answer in zip(slots, answers):
+                done[ci] = answer
 
-        # every model's batch runs to its end even when another fails, so the answers paid for reach the cache
-        sent = await asyncio.gather(*(send(model, slots) for model, slots in by_model.items()), return_exceptions=True)
-        failed = next((e for e in sent if isinstance(e, BaseException)), None)
-        if failed is not None:
-            raise failed
-        events = await asyncio.gather(
-            *(op.apply(r.state, plan, done) for r, plan, done in zip(results, plans, completions))
-        )
-        wall = time.perf_counter() - started
-        for r, plan, done, event in zip(results, plans, completions, events):
-            self._account(op, r, plan, done, event, wall)
+        # every model's batch runs to its end even when another fails, so the answers paid for reach the cache;
+        # one model needs no gather (a task per layer is most of the executor's own cost)
+        try:
+            if len(by_model) == 1:
+                ((model, slots),) = by_model.items()
+                await send(model, slots)
+            else:
+                sent = await asyncio.gather(*(send(m, slots) for m, slots in by_model.items()), return_exceptions=True)
+                failed = next((e for e in sent if isinstance(e, BaseException)), None)
+                if failed is not None:
+                    raise failed
+        except BackendError as failed:
+            result.state.events.append({"layer": op.index, "op": op.name, "error": str(failed)})
+            raise
+        event = await op.apply(result.state, plan, done)
+        self._account(op, result, plan, done, event, time.perf_counter() - started)
 
     def _account(
         self, op: Op, result: QueryResult, plan: list[PlannedCall], done: list[Completion], event: dict, wall: float

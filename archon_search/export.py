@@ -1,21 +1,27 @@
 """Exporting one architecture of a search run as a self-contained YAML file, ready to validate and serve.
 
 The file names every model it uses in full (backend, model, base_url, the NAME of the key's environment
-variable, never a key), and a header comment records where it came from and how it scored.
+variable, never a key), carries the `task:` it was scored on (so `serve` reads answers and asks for them as
+the trial did), and a header comment records where it came from and how it scored.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from archon_search.errors import ArchonError
+from archon_search.benchmarks.registry import get_benchmark
+from archon_search.errors import ArchonError, BenchmarkError
 from archon_search.spec import ModelSpec
+from archon_search.task import task_of
 from archon_search.validate import Validated, load_architecture, validate_text
+
+log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 ARCHS_DIR = "archs"
@@ -139,10 +145,31 @@ def render(run: RunRecord, trial: TrialRecord, checked: Validated) -> str:
         f"budget: {run.budget if run.budget is not None else 'none'} LM calls per query",
         "model entries name the environment variable that holds a key, never the key itself",
     ]
+    task = checked.arch.task
+    if task is not None and task.instruction.strip():
+        header.append("serving appends task.instruction to the first user message, as the search did")
     body = checked.arch.to_yaml_obj()
     body["models"] = {name: _model_entry(spec) for name, spec in checked.arch.models.items()}
     text = yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100)
     return "".join(f"# {line}\n" for line in header) + text
+
+
+def _with_run_task(run: RunRecord, checked: Validated) -> Validated:
+    """`checked` with its run's task, for trial files written before `task:` existed: the task of the run's
+    benchmark when that is a built-in name (a benchmark file is not findable from its name)."""
+    try:
+        task = task_of(get_benchmark(run.bench)) if run.bench else None
+    except BenchmarkError:
+        task = None
+    if task is None:
+        log.warning(
+            "%s: the trial's file names no task and benchmark %s is not built in, so the exported architecture "
+            "reads no answers (its voter keeps the first candidate); add a task: field (see the README)",
+            run.path,
+            run.bench or "n/a",
+        )
+        return checked
+    return replace(checked, arch=checked.arch.model_copy(update={"task": task}))
 
 
 def export_run(
@@ -165,6 +192,8 @@ def export_run(
         known = ", ".join(map(str, run.exported_trials())) or "none"
         raise ExportError(f"{run.path}: no architecture for trial {number}; trials with one: {known}")
     checked = load_architecture(source, models, run.budget)
+    if checked.arch.task is None:
+        checked = _with_run_task(run, checked)
     record = run.trials.get(number, TrialRecord(number))
     text = render(run, record, checked)
     out_path = Path(out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 DEFAULT_TEMPERATURE = 0.7
@@ -232,11 +232,34 @@ class Layer(_Strict):
         return {self.op: units[0] if len(units) == 1 else units}
 
 
+class Task(_Strict):
+    """The task an architecture was scored on, so a deployment reads and asks for answers as the search did.
+
+    `answer_format` names the answer extractor the voter groups on and the unit-test evaluator takes code with
+    (a benchmark file's scorer; none: no short answer, as for judged tasks); `instruction` is the answer format
+    the search appended to the first user message, appended the same way when the architecture answers.
+    """
+
+    benchmark: str = Field(min_length=1)
+    kind: Literal["answer", "code", "judge"] = "answer"
+    answer_format: Literal["math", "number", "exact", "code"] | None = None
+    instruction: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Task:
+        if (self.kind == "code") != (self.answer_format == "code"):
+            raise ValueError("kind code goes with answer_format code, and only with it")
+        if self.kind == "judge" and self.answer_format is not None:
+            raise ValueError("a judge task has no answer_format; remove it")
+        return self
+
+
 class Architecture(_Strict):
     """A whole architecture file after parsing; `validate.load_architecture` is how to get one."""
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = None
+    task: Task | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     defaults: Defaults = Field(default_factory=Defaults)
     layers: tuple[Layer, ...]
@@ -260,6 +283,8 @@ class Architecture(_Strict):
         out: dict = {"name": self.name}
         if self.description:
             out["description"] = self.description
+        if self.task is not None:
+            out["task"] = self.task.model_dump(exclude_none=True)
         if self.models:
             out["models"] = {
                 name: spec.model_dump(exclude_none=True, exclude_defaults=True) | {"backend": spec.backend}

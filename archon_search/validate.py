@@ -25,9 +25,10 @@ from archon_search.spec import (
     EmbeddedModel,
     Layer,
     ModelSpec,
+    Task,
 )
 
-TOP_LEVEL_FIELDS = ("name", "description", "models", "defaults", "layers")
+TOP_LEVEL_FIELDS = ("name", "description", "task", "models", "defaults", "layers")
 _MODEL_ADAPTER: TypeAdapter = TypeAdapter(ModelSpec)
 
 
@@ -266,6 +267,12 @@ def check_architecture(
             defaults = Defaults.model_validate(raw["defaults"])
         except PydanticValidationError as exc:
             issues.extend(_pydantic_issues(exc, file, "defaults: "))
+    task = None
+    if raw.get("task") is not None:
+        try:
+            task = Task.model_validate(raw["task"])
+        except PydanticValidationError as exc:
+            issues.extend(_pydantic_issues(exc, file, "task: "))
     raw_layers = raw.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         issues.append(Issue(file, "'layers' must be a non-empty list, starting with a generator layer", "R2"))
@@ -282,6 +289,7 @@ def check_architecture(
         arch = Architecture(
             name=raw.get("name"),
             description=raw.get("description"),
+            task=task,
             models={k: v for k, v in all_models.items() if k in used},
             defaults=defaults,
             layers=tuple(layers),

@@ -50,12 +50,28 @@ def test_accuracy_ci_contains_the_mean_and_narrows_with_more_data() -> None:
         assert mean == pytest.approx(np.mean(scores))
         assert 0 <= lo <= mean <= hi <= 1
     assert accuracy_ci(large)[2] - accuracy_ci(large)[1] < accuracy_ci(small)[2] - accuracy_ci(small)[1]
-    assert accuracy_ci(small, seed=7) == accuracy_ci(small, seed=7)
-    assert accuracy_ci([1.0] * 10) == (1.0, 1.0, 1.0)
     mean, lo, hi = accuracy_ci(small, confidence=0.5)
     assert hi - lo < accuracy_ci(small, confidence=0.99)[2] - accuracy_ci(small, confidence=0.99)[1]
     with pytest.raises(ValueError):
         accuracy_ci([])
+
+
+def test_accuracy_ci_is_the_wilson_interval_and_is_not_degenerate_at_small_n() -> None:
+    # 12/12: the percentile bootstrap gave [100%, 100%]; Wilson's 95% low end is 12 / (12 + 1.96^2)
+    mean, lo, hi = accuracy_ci([1.0] * 12)
+    assert (mean, hi) == (1.0, 1.0)
+    assert lo == pytest.approx(12 / (12 + 1.959964**2), abs=1e-6)
+    # hand value for 6/12 (Wilson 95%): [0.2538, 0.7462]
+    assert accuracy_ci([1.0] * 6 + [0.0] * 6)[1:] == pytest.approx((0.2538, 0.7462), abs=1e-4)
+
+
+def test_accuracy_ci_covers_the_truth_about_as_often_as_it_says_at_n_12() -> None:
+    rng = np.random.default_rng(0)
+    truth, hits, runs = 0.8, 0, 2000
+    for _ in range(runs):
+        mean, lo, hi = accuracy_ci((rng.random(12) < truth).astype(float).tolist())
+        hits += lo <= truth <= hi
+    assert hits / runs >= 0.9
 
 
 def test_paired_pvalue_is_small_for_a_real_gain_and_large_otherwise() -> None:

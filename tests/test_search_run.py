@@ -266,3 +266,54 @@ def test_gp_on_a_study_made_by_another_sampler_is_warned_about(caplog):
     with caplog.at_level("WARNING", logger="archon_search.search.runner"):
         _warn_if_gp_inherits(study)
     assert "another sampler" in caplog.text and "new --out" in caplog.text
+
+
+def test_a_resumed_random_search_proposes_new_points_not_the_first_sessions_again(landscape, tmp_path):
+    out = tmp_path / "run"
+    search(landscape, out, trials=8, sampler="random")
+    first = {t.number: t.params for t in load_study(out).get_trials() if "baseline" not in t.user_attrs}
+    search(landscape, out, trials=16, sampler="random")
+    later = [t for t in load_study(out).get_trials() if t.number not in first and "baseline" not in t.user_attrs]
+    assert len(later) == 8
+    repeats = [t.number for t in later if t.params in first.values()]
+    assert repeats == []
+
+
+def test_the_sampler_seed_does_not_move_the_dev_test_split(landscape, tmp_path):
+    search(landscape, tmp_path / "a", trials=3, seed=0)
+    search(landscape, tmp_path / "b", trials=3, seed=3)
+    first, second = (load_study(tmp_path / name).user_attrs for name in ("a", "b"))
+    assert first["dev_questions"] == second["dev_questions"]
+    search(landscape, tmp_path / "c", trials=3, seed=3, split_seed=7)
+    assert load_study(tmp_path / "c").user_attrs["dev_questions"] != first["dev_questions"]
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["split_seed"] == 7
+
+
+def test_eval_takes_the_split_seed_of_the_run_folder_the_architecture_is_in(landscape, tmp_path):
+    from archon_search.cli import _split_seed
+
+    out = tmp_path / "run"
+    search(landscape, out, trials=3, split_seed=7)
+    assert _split_seed(None, None, out / "best.yaml") == 7
+    assert _split_seed(None, None, out / "archs" / "trial-0.yaml") == 7
+    assert _split_seed(None, out, tmp_path / "elsewhere.yaml") == 7
+    assert _split_seed(2, out, out / "best.yaml") == 2
+    assert _split_seed(None, None, tmp_path / "elsewhere.yaml") == 0
+
+
+def test_a_resume_is_refused_when_the_data_or_the_model_entries_changed(landscape, tmp_path):
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"q": "a"}\n')
+    out = tmp_path / "run"
+    search(landscape, out, trials=3, data=data)
+    data.write_text('{"q": "b"}\n')
+    with pytest.raises(SearchError, match="with data "):
+        search(landscape, out, trials=3, data=data)
+    data.write_text('{"q": "a"}\n')
+    config = SearchConfig(bench="landscape", budget=BUDGET, trials=3, space_file=SPACE_FILE, out=out, data=data)
+    specs = landscape.model_specs()
+    specs["alpha"] = specs["alpha"].model_copy(update={"backend": "openai"})
+    with pytest.raises(SearchError, match="model_entries"):
+        run_search(
+            config, benchmark=landscape.benchmark(), models=specs, backends=landscape.backends(), show_progress=False
+        )

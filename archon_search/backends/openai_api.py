@@ -90,6 +90,11 @@ def _one_line(text: object, limit: int = 160) -> str:
     return " ".join(str(text).split())[:limit]
 
 
+class ServerUnavailable(BackendError):
+    """A server that stayed unreachable, overloaded or rate limited through every retry: the request itself may be
+    fine, so a search stops (and a resume tries again) rather than scoring the question as the architecture's fault."""
+
+
 class _NotSent(Exception):
     """A request of a batch left unsent because another request of the batch had already failed for good."""
 
@@ -223,10 +228,10 @@ class OpenAIBackend(Backend):
         where = f"model '{self.spec.model}' at {self.base_url}"
         tries = f"after {self.max_attempts} attempts"
         if isinstance(exc, openai.APITimeoutError):
-            return BackendError(f"{where}: timed out {tries}; check the server is up and not overloaded")
+            return ServerUnavailable(f"{where}: timed out {tries}; check the server is up and not overloaded")
         if isinstance(exc, openai.APIConnectionError):
             cause = _one_line(exc.__cause__ or exc)
-            return BackendError(f"{where}: cannot connect {tries} ({cause}); start the server or fix base_url")
+            return ServerUnavailable(f"{where}: cannot connect {tries} ({cause}); start the server or fix base_url")
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             if status in (401, 403):
@@ -239,11 +244,11 @@ class OpenAIBackend(Backend):
                     "and check base_url (usually ends in /v1)"
                 )
             if status == 429:
-                return BackendError(
+                return ServerUnavailable(
                     f"{where}: still rate limited (HTTP 429) {tries}; lower max_concurrency or retry later"
                 )
             if status >= 500 or status in RETRY_STATUSES:
-                return BackendError(f"{where}: server error (HTTP {status}) {tries}: {_one_line(exc.message)}")
+                return ServerUnavailable(f"{where}: server error (HTTP {status}) {tries}: {_one_line(exc.message)}")
             return BackendError(
                 f"{where}: request refused (HTTP {status}: {_one_line(exc.message)}); "
                 "check max_tokens and prompt length fit this model"

@@ -54,7 +54,8 @@ def critiques_schema(n: int) -> dict:
     return {
         "title": "critiques",
         "type": "object",
-        "properties": {"critiques": {"type": "array", "items": critique}},
+        # exactly n entries: a small model otherwise repeats entries until max_tokens
+        "properties": {"critiques": {"type": "array", "items": critique, "minItems": n, "maxItems": n}},
         "required": ["critiques"],
         "additionalProperties": False,
     }
@@ -106,7 +107,8 @@ def _blocks(text: str, pattern: re.Pattern[str], n: int) -> dict[int, str]:
 def _from_json(text: str, n: int) -> dict[int, str]:
     critiques: dict[int, str] = {}
     for obj in json_objects(text):
-        entries = obj.get("critiques", obj.get("candidates"))
+        # a single entry found on its own is what is left of JSON that max_tokens cut short
+        entries = obj.get("critiques", obj.get("candidates", [obj] if "candidate" in obj else None))
         if isinstance(entries, dict):
             entries = [
                 {"candidate": key, **value} if isinstance(value, dict) else {"candidate": key, "critique": value}

@@ -43,7 +43,12 @@ def ranking_schema(n: int) -> dict:
         "type": "object",
         "properties": {
             "analysis": {"type": "string"},
-            "ranking": {"type": "array", "items": {"type": "integer", "enum": list(range(1, n + 1))}},
+            "ranking": {
+                "type": "array",
+                "items": {"type": "integer", "enum": list(range(1, n + 1))},
+                "minItems": n,
+                "maxItems": n,
+            },
         },
         "required": ["analysis", "ranking"],
         "additionalProperties": False,

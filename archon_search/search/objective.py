@@ -26,10 +26,14 @@ from archon_search.evaluate import ChunkDone, evaluate
 from archon_search.export import ARCHS_DIR
 from archon_search.search.records import arch_of, atomic_write, result_of
 from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
+from archon_search.spec import Task
+from archon_search.task import task_of
 from archon_search.validate import Validated
 
 log = logging.getLogger(__name__)
 
+#: the Wilcoxon pruner's p-value threshold (a trial that trails the best with p below it is stopped)
+PRUNE_P = 0.1
 OBJECTIVES = ("accuracy", "accuracy,calls", "accuracy,tokens")
 
 
@@ -98,12 +102,11 @@ def rebuild(trial: FrozenTrial, space: SearchSpace, ctx: SpaceContext) -> Valida
     return build_architecture(optuna.trial.FixedTrial(trial.params, trial.number), trial.number, space, ctx)[1]
 
 
-def write_arch(out: Path, number: int, checked: Validated, description: str) -> Path:
-    """Write `archs/trial-N.yaml`, self-contained (models included), atomically."""
-    body = checked.arch.to_yaml_obj()
-    body = {"name": body["name"], "description": description} | {k: v for k, v in body.items() if k != "name"}
+def write_arch(out: Path, number: int, checked: Validated, description: str, task: Task | None = None) -> Path:
+    """Write `archs/trial-N.yaml`, self-contained (models included, and the `task` it is scored on), atomically."""
+    arch = checked.arch.model_copy(update={"description": description, "task": task})
     path = arch_path(out, number)
-    atomic_write(path, yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=100))
+    atomic_write(path, yaml.safe_dump(arch.to_yaml_obj(), sort_keys=False, allow_unicode=True, width=100))
     return path
 
 
@@ -135,7 +138,7 @@ class TrialRunner:
         _, checked, notes = build_architecture(trial, trial.number, self.space, self.ctx)
         baseline = trial.user_attrs.get("baseline")
         description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
-        write_arch(self.out, trial.number, checked, description)
+        write_arch(self.out, trial.number, checked, description, task_of(self.benchmark))
         key = arch_key(checked)
         arch = {"key": key, "static_calls": checked.calls_per_query}
         if notes:
@@ -157,20 +160,29 @@ class TrialRunner:
             )
         calls_before = self.calls_spent
 
+        reported = 0
+
         def on_chunk(chunk: ChunkDone) -> None:
+            nonlocal reported
             self.calls_spent = calls_before + chunk.calls
-            # the step is questions done, NaN scores (ungraded answers) included: the last chunk is never a step
-            if prunable and chunk.scores and chunk.questions < len(self.dev):
+            if self.objective.multi:
+                return
+            # every trial reports each question's score at step = its index, so the paired (Wilcoxon) pruner can
+            # set a trial against the best one question by question; only a non-final chunk may prune
+            for step in range(reported, len(chunk.scores)):
+                trial.report(chunk.scores[step], step=step)
+            reported = len(chunk.scores)
+            if prunable and chunk.scores and chunk.questions < len(self.dev) and trial.should_prune():
                 accuracy = sum(chunk.scores) / len(chunk.scores)
-                trial.report(accuracy, step=chunk.questions)
-                if trial.should_prune():
-                    partial = {
-                        "dev_score": accuracy,
-                        "dev_n": chunk.questions,
-                        "calls_per_query": chunk.calls / chunk.queries,
-                    }
-                    trial.set_user_attr("result", partial)
-                    raise optuna.TrialPruned(f"dev accuracy {accuracy:.3f} after {chunk.questions} questions")
+                why = f"per-question scores below the best trial's (Wilcoxon p < {PRUNE_P}) after {reported} questions"
+                partial = {
+                    "dev_score": accuracy,
+                    "dev_n": chunk.questions,
+                    "calls_per_query": chunk.calls / chunk.queries,
+                    "pruned_because": why,
+                }
+                trial.set_user_attr("result", partial)
+                raise optuna.TrialPruned(why)
 
         evaluated = await evaluate(
             checked,

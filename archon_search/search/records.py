@@ -101,6 +101,7 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
                 "judge_cost": r.get("judge_cost"),
                 "unscored": r.get("unscored"),
                 "pruned": t.state == TrialState.PRUNED,
+                "pruned_because": r.get("pruned_because"),
                 "same_as": r.get("same_as"),
                 "repaired": arch.get("repaired"),
                 "retry_of": t.user_attrs.get("retry_of"),
@@ -122,11 +123,15 @@ class RunInfo:
     objective: str
     sampler: str
     seed: int
+    #: the dev/test split's seed (`eval --split test` in this folder reads it)
+    split_seed: int
     target_trials: int
     space: str
     models: list[str]
     dev_n: int
     test_n: int
+    #: how trials are pruned, in words
+    pruning: str = ""
     best_trial: int | None = None
     pareto_front: list[int] = field(default_factory=list)
 

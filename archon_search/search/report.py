@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from archon_search.evaluate import EvalResult
-from archon_search.metrics import paired_bootstrap_pvalue
+from archon_search.metrics import paired_bootstrap_pvalue, pass_at_k
 from archon_search.render import plural
 from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, plot_pareto
 from archon_search.search.records import RunInfo, atomic_write
@@ -77,6 +77,51 @@ def describe(checked: Validated) -> str:
     return " -> ".join(parts)
 
 
+def _stats_note(comparisons: list[Comparison]) -> str:
+    """How to read the table: the intervals, the p-values, and what comparing several baselines does to them."""
+    note = (
+        f"{comparisons[0].n} test questions. CIs are Wilson score intervals; p-values are one-sided paired "
+        "bootstraps over the same questions (small: the best is reliably better)."
+    )
+    others = len(comparisons) - 1
+    if others > 1:
+        note += (
+            f" The best is compared with {others} baselines, so one small p-value in {others} comes easier than "
+            f"alone: for all of them at once, read each p against {0.05 / others:.3f} (Bonferroni, 0.05 / {others})."
+        )
+    return note
+
+
+def pass_at_k_table(rows: pd.DataFrame) -> list[tuple[int, float]]:
+    """(k, pass@k) from per-question `candidates` and `candidates_correct` (the first layer's candidates and how
+    many of them are correct), for k = 1, 2, 4, ... up to the fewest candidates of any question, and at that
+    fewest: the unbiased estimate (Chen et al., 2021) averaged over questions. At k = n it is the coverage."""
+    if not {"candidates", "candidates_correct"} <= set(rows.columns):
+        return []
+    frame = rows.dropna(subset=["candidates", "candidates_correct"])
+    if not len(frame) or frame["candidates"].min() < 1:
+        return []
+    pairs = list(zip(frame["candidates"].astype(int), frame["candidates_correct"].astype(int)))
+    fewest = min(n for n, _ in pairs)
+    ks = sorted({2**i for i in range(fewest.bit_length()) if 2**i <= fewest} | {fewest})
+    return [(k, sum(pass_at_k(n, c, k) for n, c in pairs) / len(pairs)) for k in ks]
+
+
+def _pass_at_k(rows: pd.DataFrame | None) -> list[str]:
+    table = pass_at_k_table(rows) if rows is not None else []
+    if not table or table[-1][0] < 2:
+        return []
+    return [
+        "",
+        "### Sampled first layer of the best: pass@k and coverage",
+        "",
+        *_table([[str(k), _pct(v)] for k, v in table], ["k", "pass@k (test)"]),
+        "",
+        f"pass@k: the chance that k of the first layer's candidates hold a correct one (unbiased estimate); at "
+        f"k = {table[-1][0]} it is the coverage, {_pct(table[-1][1])}: the ceiling for the layers after it.",
+    ]
+
+
 def _pct(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.1f}%"
 
@@ -94,8 +139,10 @@ def write_report(
     comparisons: list[Comparison],
     front: list[int],
     cost_column: str | None,
+    best_rows: pd.DataFrame | None = None,
 ) -> Path:
-    """Write `report.md` and its PNG plots into the run folder `out`."""
+    """Write `report.md` and its PNG plots into the run folder `out`; `best_rows` are the best's per-question test
+    rows (pass@k and coverage@k are reported when they count first-layer candidates)."""
     states = frame["state"].value_counts().to_dict() if len(frame) else {}
     best_row = frame[frame["number"] == info.best_trial].iloc[0]
     lines = [
@@ -105,7 +152,8 @@ def write_report(
         f"- trials: {states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned"
         + (f", {states['FAIL']} failed" if states.get("FAIL") else "")
         + f" (target {info.target_trials}); search space: {info.space}; models: {', '.join(info.models)}",
-        f"- questions: {info.dev_n} dev (searched on), {info.test_n} test (held out)",
+        f"- questions: {info.dev_n} dev (searched on), {info.test_n} test (held out, split seed {info.split_seed})",
+        f"- pruning: {info.pruning}; {plural(states.get('PRUNED', 0), 'trial')} pruned",
         "",
         "## Best architecture",
         "",
@@ -141,13 +189,8 @@ def write_report(
                 "p (best beats it by chance)",
             ],
         )
-        lines += [
-            "",
-            (
-                f"{comparisons[0].n} test questions. CIs are percentile bootstraps; p-values are one-sided paired "
-                "bootstraps over the same questions (small: the best is reliably better)."
-            ),
-        ]
+        lines += ["", _stats_note(comparisons)]
+        lines += _pass_at_k(best_rows)
     else:
         lines.append("No held-out questions (too few items to split); the dev scores above are all there is.")
     if cost_column is not None and front:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pandas as pd
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -45,10 +46,12 @@ from archon_search.search.study import (
     discard_reason,
     fail_stale,
     make_pruner,
+    pruning_text,
     make_sampler,
     make_storage,
     open_study,
     requeue,
+    resumed_seed,
     tally,
     wait_for_running,
 )
@@ -57,6 +60,8 @@ from archon_search.validate import Validated, load_models_file
 log = logging.getLogger(__name__)
 
 STUDY_DB = "study.db"
+#: the dev/test split of every run unless --split-seed says otherwise: fixed, so a sampler seed never moves it
+DEFAULT_SPLIT_SEED = 0
 BEST_FILE = "best.yaml"
 
 
@@ -76,6 +81,7 @@ class SearchConfig:
     sampler: str = "tpe"
     objective: str = "accuracy"
     seed: int = 0
+    split_seed: int = DEFAULT_SPLIT_SEED
     out: Path | None = None
     cache: Path | None = None
     no_cache: bool = False
@@ -117,6 +123,8 @@ class _Run:
     runner: TrialRunner
     display: SearchDisplay
     current: int | None = None
+    #: the best's per-question test rows, once scored
+    best_rows: pd.DataFrame | None = None
 
 
 def _warn_if_gp_inherits(study: Study) -> None:
@@ -151,8 +159,8 @@ def _check_numbers(config: SearchConfig) -> None:
         raise SearchError(f"--limit must be at least 1, found {config.limit}")
 
 
-def _split(benchmark: Benchmark, config: SearchConfig) -> tuple[list[Item], list[Item]]:
-    dev, test = split_items(benchmark.load(config.data), config.seed)
+def _split(items: list[Item], benchmark: Benchmark, config: SearchConfig) -> tuple[list[Item], list[Item]]:
+    dev, test = split_items(items, config.split_seed)
     if config.limit:
         dev, test = dev[: config.limit], test[: config.limit]
     if not dev:
@@ -162,6 +170,13 @@ def _split(benchmark: Benchmark, config: SearchConfig) -> tuple[list[Item], list
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _data_hash(data: Path | None, items: list[Item]) -> str:
+    """The benchmark data's content: the file's bytes, else (built-in data) every item."""
+    if data is not None:
+        return hashlib.sha256(Path(data).read_bytes()).hexdigest()[:16]
+    return _digest([repr(item) for item in items])
 
 
 @contextmanager
@@ -202,7 +217,8 @@ def run_search(
     bench = benchmark if benchmark is not None else get_benchmark(config.bench)
     judge = judge_name(bench, config.judge)
     ctx = space_context(space, specs, config.budget, bench.kind, judge=judge, max_tokens=bench.max_tokens)
-    dev, test = _split(bench, config)
+    items = bench.load(config.data)
+    dev, test = _split(items, bench, config)
     out = config.out or Path("results") / f"{bench.name}-b{config.budget}"
     out.mkdir(parents=True, exist_ok=True)
     url = config.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
@@ -215,6 +231,10 @@ def run_search(
         "objective": objective.name,
         "space": _digest([space.model_dump(), ctx.models, ctx.max_tokens]),
         "dev_questions": _digest([item.id for item in dev]),
+        "split_seed": config.split_seed,
+        "judge": judge,
+        "model_entries": _digest({n: specs.get(n) for n in sorted({*ctx.models, *([judge] if judge else [])})}),
+        "data": _data_hash(config.data, items),
     }
     info = RunInfo(
         bench=bench.name,
@@ -224,17 +244,27 @@ def run_search(
         objective=objective.name,
         sampler=config.sampler,
         seed=config.seed,
+        split_seed=config.split_seed,
         target_trials=config.trials,
         space=str(config.space_file) if config.space_file else "built-in",
         models=list(ctx.models),
         dev_n=len(dev),
         test_n=len(test),
+        pruning=pruning_text(objective, config.sampler, len(dev)),
     )
     with _quiet_optuna():
         sampler = make_sampler(config.sampler, seed, config.trials)
         study = open_study(
-            make_storage(url), name, objective, sampler, make_pruner(objective, config.sampler), fingerprint
+            make_storage(url),
+            name,
+            objective,
+            sampler,
+            make_pruner(objective, config.sampler, len(dev)),
+            fingerprint,
         )
+        so_far = len(study.get_trials(deepcopy=False))
+        if so_far:
+            study.sampler = make_sampler(config.sampler, resumed_seed(seed, so_far), config.trials)
         if config.sampler == "gp":
             _warn_if_gp_inherits(study)
         loop = asyncio.new_event_loop()
@@ -379,6 +409,7 @@ async def _score_test(
         return scored[key][1]
 
     best_result = await score(best, best_checked, run.out)
+    run.best_rows = best_result.rows
     label = f"best (baseline {best.user_attrs['baseline']})" if "baseline" in best.user_attrs else "best"
     rows = []
     for t in others:
@@ -417,7 +448,14 @@ def _finish(run: _Run) -> SearchResult:
         else None
     )
     report = write_report(
-        run.out, info, trials_frame(trials, test_scores), best_checked, comparisons, front, cost_column
+        run.out,
+        info,
+        trials_frame(trials, test_scores),
+        best_checked,
+        comparisons,
+        front,
+        cost_column,
+        run.best_rows,
     )
     return SearchResult(
         out=run.out,

@@ -11,6 +11,7 @@ Trial accounting, so that a study ends with exactly N counted trials whoever run
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import random
@@ -30,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 
-from archon_search.search.objective import Objective, SearchError
+from archon_search.search.objective import PRUNE_P, Objective, SearchError
 from archon_search.search.records import FINISHED, counted, public_url
 
 log = logging.getLogger(__name__)
@@ -135,13 +136,46 @@ def make_sampler(name: str, seed: int, n_trials: int) -> optuna.samplers.BaseSam
     raise SearchError(f"--sampler {name!r} is not known; use one of {', '.join(SAMPLERS)}")
 
 
-def make_pruner(objective: Objective, sampler: str = "tpe") -> optuna.pruners.BasePruner:
-    """Median pruning on the running dev accuracy; none with two objectives (Optuna cannot prune those) nor with
-    the gp sampler, which learns only from completed trials: pruned, they taught it nothing and it proposed the
-    same pruned point again and again."""
-    if objective.multi or sampler == "gp":
+def resumed_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler seed of a worker that opens a study already holding `trials_so_far` trials: the run's seed on a
+    fresh study, else one derived from both, so a resumed random (or TPE startup) sampler does not propose the
+    points of the first session again."""
+    if trials_so_far == 0:
+        return seed
+    digest = hashlib.sha256(f"{seed}:{trials_so_far}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+#: below this many dev questions no pruning: a paired test on fewer questions stops good trials on noise
+MIN_PRUNE_DEV = 20
+
+
+def pruning_rule(objective: Objective, sampler: str, dev_n: int) -> str | None:
+    """Why the run prunes as it does, in words for the report; None when it prunes (paired Wilcoxon)."""
+    if objective.multi:
+        return "no pruning: Optuna cannot prune a search with two objectives"
+    if sampler == "gp":
+        return "no pruning: the gp sampler learns only from completed trials"
+    if dev_n < MIN_PRUNE_DEV:
+        return f"no pruning: {dev_n} dev questions are fewer than {MIN_PRUNE_DEV}, too few for a paired test"
+    return None
+
+
+def pruning_text(objective: Objective, sampler: str, dev_n: int) -> str:
+    """The run's pruning rule in words (run.json, report.md)."""
+    return pruning_rule(objective, sampler, dev_n) or (
+        f"paired Wilcoxon test of each trial's per-question dev scores against the best trial's, from question "
+        f"{MIN_PRUNE_DEV // 2}; a trial behind it with p < {PRUNE_P} is stopped"
+    )
+
+
+def make_pruner(objective: Objective, sampler: str, dev_n: int) -> optuna.pruners.BasePruner:
+    """A paired per-question Wilcoxon test against the best trial so far (the step is the question's index), or
+    none where `pruning_rule` says it cannot be right. The gp sampler learns only from completed trials: pruned,
+    they taught it nothing and it proposed the same pruned point again and again."""
+    if pruning_rule(objective, sampler, dev_n) is not None:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    return optuna.pruners.WilcoxonPruner(p_threshold=PRUNE_P, n_startup_steps=MIN_PRUNE_DEV // 2)
 
 
 def open_study(
