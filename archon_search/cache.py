@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -136,9 +137,10 @@ class ResponseCache:
 
 class CachedBackend(Backend):
     """A backend behind the cache: hits come back with their stored usage and `cached=True`, all misses
-    go to the inner backend in one batch, and identical requests in a batch are sent once.
+    go to the inner backend in one batch, and identical requests are sent once, whether they share a batch or
+    come in batches in flight at the same time (questions run concurrently, each sending its own batches).
 
-    With `cache=None` (`--no-cache`) nothing is read or stored, but in-batch duplicates are still sent
+    With `cache=None` (`--no-cache`) nothing is read or stored, but duplicates are still sent
     once. `hits` counts answers served without a call, `misses` the calls made.
     """
 
@@ -148,6 +150,7 @@ class CachedBackend(Backend):
         self.kind = inner.kind
         self.hits = 0
         self.misses = 0
+        self._in_flight: dict[str, asyncio.Future[Completion]] = {}
 
     @property
     def model_id(self) -> str:
@@ -158,27 +161,19 @@ class CachedBackend(Backend):
         keys = [cache_key(self.inner.kind, self.inner.model_id, r) for r in requests]
         stored = self.cache.get_many(keys) if self.cache is not None else {}
         todo: dict[str, ChatRequest] = {}
+        joined: dict[str, asyncio.Future[Completion]] = {}
         for key, request in zip(keys, requests):
-            if key not in stored:
+            if key in stored:
+                continue
+            if key in self._in_flight:
+                joined.setdefault(key, self._in_flight[key])
+            else:
                 todo.setdefault(key, request)
         fresh: dict[str, Completion] = {}
         if todo:
-            try:
-                answers = await self.inner.complete(list(todo.values()))
-            except BackendError as exc:
-                # what the failed batch did answer was paid for: a resume must not pay for it again
-                if exc.partial and self.cache is not None:
-                    pending = list(todo)
-                    self.cache.put_many({pending[i]: c for i, c in exc.partial.items() if i < len(pending)})
-                raise
-            if len(answers) != len(todo):
-                raise BackendError(
-                    f"{self.kind} model {self.model_id}: {len(answers)} answers for {len(todo)} requests; "
-                    "this is a bug in the backend, please report it"
-                )
-            fresh = dict(zip(todo, answers))
-            if self.cache is not None:
-                self.cache.put_many(fresh)
+            fresh = await self._send(todo)
+        for key, future in joined.items():
+            stored[key] = dataclasses.replace(await future, latency_s=0.0, cached=True)
         results = []
         sent: set[str] = set()
         for key in keys:
@@ -192,6 +187,50 @@ class CachedBackend(Backend):
         self.misses += len(todo)
         self.hits += len(requests) - len(todo)
         return results
+
+    async def _send(self, todo: dict[str, ChatRequest]) -> dict[str, Completion]:
+        """One inner batch for the misses, announced in `_in_flight` until it ends so that batches arriving
+        meanwhile wait for its answers instead of asking again."""
+        loop = asyncio.get_running_loop()
+        announced = {key: loop.create_future() for key in todo}
+        self._in_flight.update(announced)
+        partial: dict[str, Completion] = {}
+        try:
+            try:
+                answers = await self.inner.complete(list(todo.values()))
+            except BackendError as exc:
+                pending = list(todo)
+                partial = {pending[i]: c for i, c in exc.partial.items() if i < len(pending)}
+                # what the failed batch did answer was paid for: a resume must not pay for it again
+                if partial and self.cache is not None:
+                    self.cache.put_many(partial)
+                raise
+            if len(answers) != len(todo):
+                raise BackendError(
+                    f"{self.kind} model {self.model_id}: {len(answers)} answers for {len(todo)} requests; "
+                    "this is a bug in the backend, please report it"
+                )
+            fresh = dict(zip(todo, answers))
+            if self.cache is not None:
+                self.cache.put_many(fresh)
+            partial = fresh
+            return fresh
+        except BaseException as exc:
+            for key, future in announced.items():
+                if key in partial:
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                    # a batch that joined hears of it by awaiting; asyncio must not warn that nobody did
+                    future.exception()
+                else:
+                    future.cancel()
+            raise
+        finally:
+            for key, future in announced.items():
+                if not future.done():
+                    future.set_result(partial[key])
+                del self._in_flight[key]
 
     async def aclose(self) -> None:
         """Close the inner backend."""

@@ -248,7 +248,7 @@ class Task(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Task:
         if (self.kind == "code") != (self.answer_format == "code"):
-            raise ValueError("kind code goes with answer_format code, and only with it")
+            raise ValueError("kind: code and answer_format: code go together; set both or neither")
         if self.kind == "judge" and self.answer_format is not None:
             raise ValueError("a judge task has no answer_format; remove it")
         return self

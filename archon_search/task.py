@@ -8,6 +8,7 @@ may vanish), so `serve`, `Architecture.load` and `eval` answer exactly as the tr
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -24,6 +25,16 @@ def _format_name(benchmark: ScoredBenchmark) -> str | None:
     return next((name for name, factory in SCORERS.items() if type(benchmark.scorer) is factory), None)
 
 
+@functools.cache
+def _warn_unnamed(benchmark: str) -> None:
+    # once per benchmark: a search asks for the task of every trial
+    log.warning(
+        "benchmark %s reads answers with its own extractor, which an architecture file cannot name: deployed, "
+        "its voter will find no answers; give the benchmark a registered scorer",
+        benchmark,
+    )
+
+
 def task_of(benchmark: Benchmark) -> Task:
     """The `task:` field for architectures scored on `benchmark`."""
     answer_format = _format_name(benchmark) if isinstance(benchmark, ScoredBenchmark) else None
@@ -31,11 +42,7 @@ def task_of(benchmark: Benchmark) -> Task:
         # a code task always reads code out of fenced blocks; the evaluator's sandbox runs what it reads
         answer_format = "code"
     elif answer_format is None and benchmark.kind != "judge":
-        log.warning(
-            "benchmark %s reads answers with its own extractor, which an architecture file cannot name: deployed, "
-            "its voter will find no answers; give the benchmark a registered scorer",
-            benchmark.name,
-        )
+        _warn_unnamed(benchmark.name)
     return Task(
         benchmark=benchmark.name,
         kind=benchmark.kind,

@@ -59,6 +59,8 @@ def _pydantic_issues(
             msg = f"{where}unknown field '{loc.split('.')[-1]}'; remove it or fix its spelling"
         elif e["type"] == "missing":
             msg = f"{where}missing required field '{loc}'"
+        elif not loc:  # the section as a whole, e.g. a model validator's check across its fields
+            msg = f"{where}{e['msg'].removeprefix('Value error, ')}"
         else:
             value = e.get("input")
             shown = f" = {value!r}" if not isinstance(value, (dict, list)) else ""

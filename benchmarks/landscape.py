@@ -62,8 +62,8 @@ from archon_search.search.runner import SearchConfig, run_search
 from archon_search.search.space import (
     SearchSpace,
     SpaceContext,
-    fit_to_budget,
     load_space,
+    point_architecture,
     space_context,
     suggest_point,
 )
@@ -517,7 +517,7 @@ def space_points(space: SearchSpace, ctx: SpaceContext) -> Iterator[Validated]:
     """Every point of a (small, discrete) search space as the architecture the search would score for it."""
     walker = _Odometer()
     while True:
-        yield fit_to_budget(suggest_point(walker, space, ctx), space, ctx, "point")[1]
+        yield point_architecture(suggest_point(walker, space, ctx), space, ctx, "point")
         if not walker.advance():
             return
 

@@ -22,7 +22,7 @@ from archon_search.cache import CachedBackend, ResponseCache, cache_key
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.search.objective import Objective, TrialRunner, rebuild
 from archon_search.search.records import counted, result_of
-from archon_search.search.runner import SearchConfig, chunk_for, run_search
+from archon_search.search.runner import DEFAULT_SPLIT_SEED, SearchConfig, chunk_for, run_search
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import make_pruner, make_sampler
 from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space
@@ -73,14 +73,14 @@ class Reach:
 
 
 def trials_to_reach(setup: Setup, sampler: str, seed: int, cap: int) -> int | None:
-    """Search as `archon-search run` does (its sampler, pruner, baselines, repair, twin reuse and dev
+    """Search as `archon-search run` does (its sampler, pruner, baselines, budget-cut ranges, twin reuse and dev
     scoring on the simulated models), in memory and without the run folder, until a trial completes with
     an architecture whose true score is within `REACH` of the optimum; its 1-based position, or None."""
     bench = setup.landscape.benchmark()
-    dev, _ = split_items(bench.load(), seed)
+    dev, _ = split_items(bench.load(), DEFAULT_SPLIT_SEED)
     objective = Objective.parse("accuracy")
     study = optuna.create_study(
-        direction="maximize", sampler=make_sampler(sampler, seed, cap), pruner=make_pruner(objective, sampler)
+        direction="maximize", sampler=make_sampler(sampler, seed, cap), pruner=make_pruner(objective, sampler, len(dev))
     )
     for baseline in baselines(setup.space, setup.ctx):
         study.enqueue_trial(baseline.params, user_attrs={"baseline": baseline.name})

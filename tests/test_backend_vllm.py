@@ -249,6 +249,17 @@ def test_one_engine_per_model_shared_across_event_loops(fake_vllm):
     )
 
 
+def test_newer_releases_log_no_requests_without_being_told():
+    @dataclass
+    class NewerEngineArgs:
+        model: str
+        enable_log_requests: bool = False
+        disable_log_requests: bool = False  # still accepted, deprecated
+
+    module = types.SimpleNamespace(AsyncEngineArgs=NewerEngineArgs)
+    assert "disable_log_requests" not in vllm_backend.engine_options(module, spec())
+
+
 def test_an_engine_that_cannot_start_is_a_one_line_error_and_is_retried(fake_vllm, monkeypatch):
     def refuse(args):
         raise RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")

@@ -18,19 +18,21 @@ import pandas as pd
 import pytest
 import yaml
 from servers.openai_stub import StubOpenAIServer
+from typer.testing import CliRunner
 
 from archon_search import Architecture
 from archon_search.backends.base import ChatRequest
 from archon_search.backends.registry import BackendPool
 from archon_search.benchmarks.registry import get_benchmark
 from archon_search.benchmarks.scorers import NUMBER_INSTRUCTION
+from archon_search.cli import app
 from archon_search.errors import ArchitectureError
 from archon_search.evaluate import evaluate
 from archon_search.export import export_run
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.serve import BackgroundServer
 from archon_search.spec import Task
-from archon_search.task import as_scored, task_context, task_of, with_instruction
+from archon_search.task import as_scored, describe, task_context, task_of, with_instruction
 from archon_search.validate import load_architecture, validate_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,19 +120,23 @@ def test_run_export_serve_gives_the_trials_answers_to_the_openai_client(tmp_path
         run_search(config, show_progress=False)
         for path in sorted(bench.parent.iterdir()):
             path.unlink()  # a deployment must not need the benchmark file
-        exported = export_run(out, tmp_path / "best.yaml")
+        result = CliRunner().invoke(app, ["export", str(out), "--out", str(tmp_path / "best.yaml")])
+        assert result.exit_code == 0, result.output
+        exported = load_architecture(tmp_path / "best.yaml")
         trial = pd.read_csv(out / "questions.csv", dtype={"id": str})
         searched = {asked(b) for b in upstream.bodies}
         upstream.bodies.clear()
-        with BackgroundServer(Architecture.load(exported.path, cache=False)) as server:
+        with BackgroundServer(Architecture.load(tmp_path / "best.yaml", cache=False)) as server:
             client = openai.OpenAI(base_url=server.base_url, api_key="anything", max_retries=0)
             served = {}
             for row in trial.itertuples():
                 question = QUESTIONS[int(row.id.removeprefix("t"))]
                 reply = client.chat.completions.create(model="x", messages=[{"role": "user", "content": question}])
                 served[row.id] = reply.choices[0].message.content
-    assert exported.checked.arch.task == Task(**NUMBER_TASK)
-    assert [layer.op for layer in exported.checked.arch.layers] == ["generator", "voter"]
+    task = Task(**NUMBER_TASK)
+    assert exported.arch.task == task and load_architecture(out / "best.yaml").arch.task == task
+    assert all(load_architecture(path).arch.task == task for path in (out / "archs").glob("trial-*.yaml"))
+    assert [layer.op for layer in exported.arch.layers] == ["generator", "voter"]
     assert len(trial) == 3 and set(trial["answer"]) == {"Answer: 4"}
     assert served == dict(zip(trial["id"], trial["answer"]))
     assert len(upstream.bodies) == 3 * len(served)
@@ -199,7 +205,7 @@ def test_the_task_round_trips_through_the_file_and_bad_ones_are_one_line_errors(
     assert validate_text(yaml.safe_dump(checked.arch.to_yaml_obj())).arch == checked.arch
     for task, says in (
         ({"benchmark": "x", "answer_format": "roman"}, "answer_format"),
-        ({"benchmark": "x", "kind": "code", "answer_format": "number"}, "kind code goes with answer_format code"),
+        ({"benchmark": "x", "kind": "code", "answer_format": "number"}, "kind: code and answer_format: code go together"),
         ({"benchmark": "x", "kind": "judge", "answer_format": "exact"}, "no answer_format"),
         ({"kind": "answer"}, "benchmark"),
         ({"benchmark": "x", "scorer": "number"}, "scorer"),
@@ -227,3 +233,11 @@ def test_exporting_an_older_run_adds_its_builtin_benchmarks_task(tmp_path, caplo
         assert exported.checked.arch.task == expected
         assert load_architecture(exported.path).arch.task == expected
     assert "names no task" in caplog.text and "tally" in caplog.text
+
+
+def test_serve_says_how_it_reads_and_asks_for_answers():
+    assert describe(Task(**NUMBER_TASK)) == (
+        "task tally (answer): answers read as number; its answer instruction goes on the first user message"
+    )
+    assert describe(task_of(get_benchmark("mt-bench"))) == "task mt-bench (judge): no short answers"
+    assert "names no task" in describe(None)

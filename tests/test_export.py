@@ -13,11 +13,13 @@ from typer.testing import CliRunner
 from archon_search import Architecture
 from archon_search.backends.registry import BackendPool
 from archon_search.benchmarks.registry import get_benchmark
+from archon_search.benchmarks.scorers import NUMBER_INSTRUCTION
 from archon_search.cache import ResponseCache
 from archon_search.cli import app
 from archon_search.evaluate import evaluate
 from archon_search.export import ExportError, export_run, read_run
 from archon_search.serve import BackgroundServer
+from archon_search.task import task_of
 from archon_search.validate import load_architecture
 
 SECRET = "sk-very-secret-value"
@@ -40,6 +42,7 @@ layers:
 def trial_yaml(name: str, base_url: str, samples: int) -> dict:
     return {
         "name": name,
+        "task": task_of(get_benchmark("gsm8k")).model_dump(exclude_none=True),
         "models": {"remote": {"backend": "openai", "model": "oracle", "base_url": base_url}},
         "defaults": {"temperature": 0.7, "max_tokens": 64},
         "layers": [{"generator": {"model": "remote", "samples": samples}}, {"voter": {"top_k": 1}}],
@@ -97,7 +100,10 @@ def test_exports_the_best_trial_with_a_header_and_full_model_entries(tmp_path, m
         "base_url": "http://127.0.0.1:9/v1",
         "api_key_env": "OPENAI_API_KEY",
         "max_concurrency": 16,
+        "structured_output": False,
     }
+    assert body["task"] == {"benchmark": "gsm8k", "kind": "answer", "answer_format": "number", "instruction": NUMBER_INSTRUCTION}
+    assert "serving appends task.instruction to the first user message" in text
 
 
 def test_export_validates_with_the_same_calls_per_query_and_loads_as_an_architecture(tmp_path):

@@ -69,7 +69,7 @@ def test_accuracy_ci_covers_the_truth_about_as_often_as_it_says_at_n_12() -> Non
     rng = np.random.default_rng(0)
     truth, hits, runs = 0.8, 0, 2000
     for _ in range(runs):
-        mean, lo, hi = accuracy_ci((rng.random(12) < truth).astype(float).tolist())
+        _, lo, hi = accuracy_ci((rng.random(12) < truth).astype(float).tolist())
         hits += lo <= truth <= hi
     assert hits / runs >= 0.9
 

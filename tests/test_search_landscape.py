@@ -11,7 +11,7 @@ import pytest
 
 from archon_search.evaluate import evaluate
 from archon_search.search.runner import SearchConfig, run_search
-from archon_search.search.space import baselines, fit_to_budget, load_space, space_context, suggest_point
+from archon_search.search.space import baselines, load_space, point_architecture, space_context, suggest_point
 from archon_search.validate import validate_text
 from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space
 
@@ -61,7 +61,7 @@ def test_the_optimum_of_the_small_space_mixes_models_and_beats_every_baseline(op
     assert best.calls_per_query <= BUDGET
     for baseline in baselines(space, ctx):
         fixed = optuna.trial.FixedTrial(baseline.params)
-        _, checked, _ = fit_to_budget(suggest_point(fixed, space, ctx), space, ctx, baseline.name)
+        checked = point_architecture(suggest_point(fixed, space, ctx), space, ctx, baseline.name)
         assert landscape.expected_score(checked) < 0.95 * score
 
 

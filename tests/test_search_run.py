@@ -312,8 +312,36 @@ def test_a_resume_is_refused_when_the_data_or_the_model_entries_changed(landscap
     data.write_text('{"q": "a"}\n')
     config = SearchConfig(bench="landscape", budget=BUDGET, trials=3, space_file=SPACE_FILE, out=out, data=data)
     specs = landscape.model_specs()
-    specs["alpha"] = specs["alpha"].model_copy(update={"backend": "openai"})
+    specs["alpha"] = specs["alpha"].model_copy(update={"price_in": 1.0})
     with pytest.raises(SearchError, match="model_entries"):
         run_search(
             config, benchmark=landscape.benchmark(), models=specs, backends=landscape.backends(), show_progress=False
         )
+
+
+def test_small_dev_sets_are_not_pruned_larger_ones_by_a_paired_test():
+    from archon_search.search.objective import Objective
+    from archon_search.search.study import PairedSignPruner, make_pruner, sign_test_p
+
+    assert sign_test_p(5, 0) == pytest.approx(1 / 32)
+    assert sign_test_p(3, 3) == pytest.approx(42 / 64)
+
+    accuracy = Objective.parse("accuracy")
+    assert isinstance(make_pruner(accuracy, "tpe", 12), optuna.pruners.NopPruner)
+    assert isinstance(make_pruner(accuracy, "tpe", 40), PairedSignPruner)
+    assert isinstance(make_pruner(Objective.parse("accuracy,calls"), "tpe", 40), optuna.pruners.NopPruner)
+
+
+def test_pruned_trials_say_why_and_the_report_counts_them(tmp_path):
+    out = tmp_path / "run"
+    search(Landscape(n_items=80), out, trials=14, sampler="random", chunk=8)
+    trials = pd.read_csv(out / "trials.csv")
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert len(pruned) and pruned["pruned_because"].str.contains("sign test").all()
+    assert trials.loc[trials["state"] == "COMPLETE", "pruned_because"].isna().all()
+    report = (out / "report.md").read_text()
+    assert "paired sign test" in report and f"{len(pruned)} trial" in report
+    small = tmp_path / "small"
+    search(Landscape(n_items=24), small, trials=6, chunk=4)
+    assert "PRUNED" not in set(pd.read_csv(small / "trials.csv")["state"])
+    assert "no pruning: 12 dev questions" in (small / "report.md").read_text()

@@ -1,6 +1,6 @@
 """What a trial optimises, and how one trial turns its parameters into a scored architecture.
 
-A trial asks the space for a point, repairs it to the budget, writes `archs/trial-N.yaml`, and scores it
+A trial asks the space for a point (within the budget as asked), writes `archs/trial-N.yaml`, and scores it
 on the dev split in chunks; after each chunk a single-objective search reports the running accuracy so
 the pruner can stop a weak trial early. An architecture already scored by an earlier trial of the
 study is not scored again: the trial takes that trial's result (`same_as`).
@@ -25,14 +25,14 @@ from archon_search.errors import ArchonError
 from archon_search.evaluate import ChunkDone, evaluate
 from archon_search.export import ARCHS_DIR
 from archon_search.search.records import arch_of, atomic_write, result_of
-from archon_search.search.space import Point, SearchSpace, SpaceContext, fit_to_budget, suggest_point
+from archon_search.search.space import Point, SearchSpace, SpaceContext, point_architecture, suggest_point
 from archon_search.spec import Task
 from archon_search.task import task_of
 from archon_search.validate import Validated
 
 log = logging.getLogger(__name__)
 
-#: the Wilcoxon pruner's p-value threshold (a trial that trails the best with p below it is stopped)
+#: the paired pruner's p-value threshold (a trial that trails the best with p below it is stopped)
 PRUNE_P = 0.1
 OBJECTIVES = ("accuracy", "accuracy,calls", "accuracy,tokens")
 
@@ -92,9 +92,10 @@ def arch_path(out: Path, number: int) -> Path:
 
 def build_architecture(
     params_trial: optuna.Trial | optuna.trial.FixedTrial, number: int, space: SearchSpace, ctx: SpaceContext
-) -> tuple[Point, Validated, list[str]]:
-    """A trial's architecture: its point, repaired to the budget, validated, with the repair notes."""
-    return fit_to_budget(suggest_point(params_trial, space, ctx), space, ctx, arch_name(number))
+) -> tuple[Point, Validated]:
+    """A trial's architecture: its point (within the budget as asked) and the point validated."""
+    point = suggest_point(params_trial, space, ctx)
+    return point, point_architecture(point, space, ctx, arch_name(number))
 
 
 def rebuild(trial: FrozenTrial, space: SearchSpace, ctx: SpaceContext) -> Validated:
@@ -132,18 +133,15 @@ class TrialRunner:
     async def run(self, trial: optuna.Trial) -> list[float]:
         """Score one trial's architecture on dev (or take a twin's result); raise `TrialPruned` to stop early.
 
-        The trial's user attrs `arch` (key, static calls, repairs) and `result` (dev score, questions, usage per
+        The trial's user attrs `arch` (key, static calls) and `result` (dev score, questions, usage per
         query) are each written once, as a dict: every attribute write is a database commit.
         """
-        _, checked, notes = build_architecture(trial, trial.number, self.space, self.ctx)
+        _, checked = build_architecture(trial, trial.number, self.space, self.ctx)
         baseline = trial.user_attrs.get("baseline")
         description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
         write_arch(self.out, trial.number, checked, description, task_of(self.benchmark))
         key = arch_key(checked)
         arch = {"key": key, "static_calls": checked.calls_per_query}
-        if notes:
-            arch["repaired"] = "; ".join(notes)
-            log.info("trial %d was over the budget; repaired: %s", trial.number, arch["repaired"])
         trial.set_user_attr("arch", arch)
         twin = self._twin(trial, key)
         if twin is not None and twin.state == TrialState.COMPLETE:
@@ -167,14 +165,14 @@ class TrialRunner:
             self.calls_spent = calls_before + chunk.calls
             if self.objective.multi:
                 return
-            # every trial reports each question's score at step = its index, so the paired (Wilcoxon) pruner can
+            # every trial reports each question's score at step = its index, so the paired pruner can
             # set a trial against the best one question by question; only a non-final chunk may prune
             for step in range(reported, len(chunk.scores)):
                 trial.report(chunk.scores[step], step=step)
             reported = len(chunk.scores)
             if prunable and chunk.scores and chunk.questions < len(self.dev) and trial.should_prune():
                 accuracy = sum(chunk.scores) / len(chunk.scores)
-                why = f"per-question scores below the best trial's (Wilcoxon p < {PRUNE_P}) after {reported} questions"
+                why = f"behind the best trial question by question (sign test p < {PRUNE_P}) on {reported} questions"
                 partial = {
                     "dev_score": accuracy,
                     "dev_n": chunk.questions,

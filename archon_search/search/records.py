@@ -52,7 +52,7 @@ def result_of(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def arch_of(trial: FrozenTrial) -> dict[str, Any]:
-    """What a trial recorded of its architecture: `key`, `static_calls`, and `repaired` when it was cut to the budget."""
+    """What a trial recorded of its architecture: `key` and `static_calls`."""
     return trial.user_attrs.get("arch") or {}
 
 
@@ -73,7 +73,7 @@ def _number(value: Any) -> float | None:
 
 
 def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | None = None) -> pd.DataFrame:
-    """One row per trial: state, baseline, dev (and test) score, usage per query, repairs, then `param_*` columns."""
+    """One row per trial: state, baseline, dev (and test) score, usage per query, pruning, then `param_*` columns."""
     test_scores = test_scores or {}
     rows = []
     for t in counted(trials):
@@ -103,7 +103,6 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
                 "pruned": t.state == TrialState.PRUNED,
                 "pruned_because": r.get("pruned_because"),
                 "same_as": r.get("same_as"),
-                "repaired": arch.get("repaired"),
                 "retry_of": t.user_attrs.get("retry_of"),
                 "duration_s": duration,
             }

@@ -117,8 +117,10 @@ def _pass_at_k(rows: pd.DataFrame | None) -> list[str]:
         "",
         *_table([[str(k), _pct(v)] for k, v in table], ["k", "pass@k (test)"]),
         "",
-        f"pass@k: the chance that k of the first layer's candidates hold a correct one (unbiased estimate); at "
-        f"k = {table[-1][0]} it is the coverage, {_pct(table[-1][1])}: the ceiling for the layers after it.",
+        (
+            f"pass@k: the chance that k of the first layer's candidates hold a correct one (unbiased estimate); at "
+            f"k = {table[-1][0]} it is the coverage, {_pct(table[-1][1])}: the ceiling for the layers after it."
+        ),
     ]
 
 

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
 from archon_search.benchmarks.base import Benchmark, Item, split_items
-from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, evaluate
+from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, TooManyErrors, evaluate
 from archon_search.export import export_run
 from archon_search.search.display import SearchDisplay
 from archon_search.search.objective import (
@@ -42,14 +42,15 @@ from archon_search.search.records import FINISHED, RunInfo, counted, public_url,
 from archon_search.search.report import Comparison, compare, write_report
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import (
+    ERRORED,
     Discarded,
     discard_reason,
     fail_stale,
     make_pruner,
-    pruning_text,
     make_sampler,
     make_storage,
     open_study,
+    pruning_text,
     requeue,
     resumed_seed,
     tally,
@@ -352,6 +353,11 @@ def _search(run: _Run) -> None:
         run.current = trial.number
         try:
             return run.loop.run_until_complete(run.runner.run(trial))
+        except TooManyErrors as exc:
+            # its own requests fail (a prompt over the context window, say): FAIL for good, and the search goes on
+            trial.set_user_attr(ERRORED, str(exc))
+            log.warning("trial %d failed: %s", trial.number, exc)
+            raise
         finally:
             run.display.end_trial()
 
@@ -365,7 +371,7 @@ def _search(run: _Run) -> None:
         write_records(run.out, run.info, trials)
         if finished + running >= target:
             return
-        study.optimize(objective, n_trials=1, catch=(Discarded,), gc_after_trial=False)
+        study.optimize(objective, n_trials=1, catch=(Discarded, TooManyErrors), gc_after_trial=False)
         run.current = None
 
 

@@ -1,8 +1,11 @@
 """The search space: which ops and ranges the search may use (YAML), and how a trial's parameters become
 an architecture within the call budget.
 
-Parameters are asked define-by-run under stable names (`gen0_samples`, `ranker_top_k`, ...), so the
-multivariate TPE sampler can model them jointly; conditional ones are only asked when their op is on.
+A point is a generator layer, 0-3 stages of [critic] -> [ranker] -> fuser layer (the fuser's units may use
+different models), a final [critic] -> [ranker], then [verifier], [unit tests] and [voter]. Parameters are
+asked define-by-run under stable names (`gen0_samples`, `stage1_unit0_model`, ...), so the multivariate TPE
+sampler can model them jointly; conditional ones are only asked when their op is on, and every range is cut to
+what fits the budget, so each trial's parameters describe exactly the architecture it scored.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import optuna
 import yaml
@@ -23,8 +26,6 @@ from archon_search.errors import ArchonError
 from archon_search.validate import Validated, check_architecture
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 DEFAULT_SPACE_FILE = Path(__file__).with_name("default_space.yaml")
 SINGLE_TEMPERATURE = 0.0
@@ -188,9 +189,16 @@ def space_context(
         raise SpaceError(
             f"generator.samples starts at {space.generator.samples[0]}, above the budget of {budget}; lower it"
         )
-    return SpaceContext(
+    ctx = SpaceContext(
         models=names, model_specs=specs, budget=budget, kind=kind, max_tokens=space.max_tokens or max_tokens
     )
+    least = calls_of(smallest_point(space, ctx), space, ctx)
+    if least > budget:
+        raise SpaceError(
+            f"the space's smallest architecture makes {least} LM calls per query, above the budget of {budget}; "
+            "lower the low ends of generator.units, generator.samples or fuser.layers, or raise --budget"
+        )
+    return ctx
 
 
 @dataclass(frozen=True)
@@ -203,24 +211,41 @@ class GenUnit:
 
 
 @dataclass(frozen=True)
-class Point:
-    """A point of the space, as plain choices; `layers()` turns it into architecture layers."""
+class FuseUnit:
+    """One unit of a stage's fuser layer (units of one layer may use different models)."""
 
-    generator: tuple[GenUnit, ...]
+    model: str
+    samples: int = 1
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage after the generator: [critic] -> [ranker] -> a fuser layer (Archon's stacked design)."""
+
+    fuser: tuple[FuseUnit, ...]
     critic: str | None = None
     ranker: str | None = None
     ranker_top_k: int = 1
-    fuser_layers: int = 0
-    fuser_units: int = 1
-    fuser_samples: int = 1
-    fuser_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Point:
+    """A point of the space, as plain choices; `layers()` turns it into architecture layers.
+
+    `critic`/`ranker` are the final pair after the stages (a critic only with a ranker, R3)."""
+
+    generator: tuple[GenUnit, ...]
+    stages: tuple[Stage, ...] = ()
+    critic: str | None = None
+    ranker: str | None = None
+    ranker_top_k: int = 1
     verifier: str | None = None
     unit_tests: str | None = None
     num_tests: int = 3
     voter: bool = False
 
     def layers(self) -> list[dict]:
-        """Raw layers in the space's fixed order; a critic is placed only where R3 allows one."""
+        """Raw layers: generator, the stages, [critic] -> [ranker], [verifier], [unit tests], [voter]."""
         layers: list[dict] = [
             {
                 "generator": [
@@ -228,14 +253,10 @@ class Point:
                 ]
             }
         ]
-        has_fuser = self.fuser_layers > 0 and self.fuser_model is not None
-        if self.critic and (self.ranker or has_fuser):
-            layers.append({"critic": {"model": self.critic}})
-        if self.ranker:
-            layers.append({"ranker": {"model": self.ranker, "top_k": self.ranker_top_k}})
-        if has_fuser:
-            fuser = [{"model": self.fuser_model, "samples": self.fuser_samples}] * self.fuser_units
-            layers += [{"fuser": list(fuser)} for _ in range(self.fuser_layers)]
+        for stage in self.stages:
+            layers += _judges(stage.critic, stage.ranker, stage.ranker_top_k)
+            layers.append({"fuser": [{"model": u.model, "samples": u.samples} for u in stage.fuser]})
+        layers += _judges(self.critic if self.ranker else None, self.ranker, self.ranker_top_k)
         if self.verifier:
             layers.append({"verifier": {"model": self.verifier}})
         if self.unit_tests:
@@ -244,6 +265,11 @@ class Point:
         if self.voter:
             layers.append({"voter": {"top_k": 1}})
         return layers
+
+
+def _judges(critic: str | None, ranker: str | None, top_k: int) -> list[dict]:
+    out: list[dict] = [{"critic": {"model": critic}}] if critic else []
+    return out + ([{"ranker": {"model": ranker, "top_k": top_k}}] if ranker else [])
 
 
 def architecture_dict(point: Point, name: str, space: SearchSpace, ctx: SpaceContext) -> dict:
@@ -256,129 +282,149 @@ def architecture_dict(point: Point, name: str, space: SearchSpace, ctx: SpaceCon
     }
 
 
-def _model(trial: optuna.Trial, name: str, ctx: SpaceContext) -> str:
-    if len(ctx.models) == 1:
-        return ctx.models[0]
-    return trial.suggest_categorical(name, list(ctx.models))
-
-
 def samples_high(space: SearchSpace, ctx: SpaceContext) -> int:
     """The generator's samples range top: the space's, capped by the budget."""
     return min(space.generator.samples[1], ctx.budget)
 
 
-def _switch(trial: optuna.Trial, name: str, every: bool, ask: Callable[[], _T]) -> _T | None:
-    """An on/off op: `name` is asked, then its settings (`ask()`) when it is on, or always when `every`
-    parameter must be asked; the settings only when it is on, else None."""
-    on = trial.suggest_categorical(name, [False, True])
-    settings = ask() if on or every else None
-    return settings if on else None
+class _Asker:
+    """Asks a trial for a point one choice at a time, keeping the point within the budget at every step.
+
+    The point is always complete, with every choice not asked yet at its smallest; an op is offered only when
+    it fits as it stands, and a number's range is cut to the values that fit. LM calls only grow with every
+    choice, so the finished point fits the budget as asked: its parameters are exactly what is scored.
+    """
+
+    def __init__(self, trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext, point: Point) -> None:
+        self.trial, self.space, self.ctx, self.point = trial, space, ctx, point
+
+    def fits(self, point: Point) -> bool:
+        return calls_of(point, self.space, self.ctx) <= self.ctx.budget
+
+    def model(self, name: str) -> str:
+        if len(self.ctx.models) == 1:
+            return self.ctx.models[0]
+        return self.trial.suggest_categorical(name, list(self.ctx.models))
+
+    def switch(self, name: str, on: Callable[[Point], Point]) -> bool:
+        """Ask `name` (on/off) when turning it on fits; True (and the point with it on) when it is on."""
+        candidate = on(self.point)
+        if not self.fits(candidate) or not self.trial.suggest_categorical(name, [False, True]):
+            return False
+        self.point = candidate
+        return True
+
+    def number(self, name: str, low: int, high: int, at: Callable[[Point, int], Point], log: bool = False) -> int:
+        """Ask `name` in [low, the highest value up to `high` that fits], and set it."""
+        top = low
+        while top < high and self.fits(at(self.point, top + 1)):
+            top += 1
+        value = self.trial.suggest_int(name, low, top, log=log)
+        self.point = at(self.point, value)
+        return value
+
+
+def calls_of(point: Point, space: SearchSpace, ctx: SpaceContext) -> int:
+    """The point's static LM calls per query (DESIGN §1's upper bound)."""
+    return check_architecture(architecture_dict(point, "p", space, ctx), "p", ctx.model_specs).calls_per_query
+
+
+def smallest_point(space: SearchSpace, ctx: SpaceContext) -> Point:
+    """The space's point with the fewest calls: every number at its low end, every op off."""
+    gen = space.generator
+    unit = GenUnit(ctx.models[0], gen.samples[0], gen.temperature[0])
+    fuse = FuseUnit(ctx.models[0], space.fuser.samples[0])
+    stages = tuple(Stage((fuse,) * space.fuser.units[0]) for _ in range(space.fuser.layers[0]))
+    return Point(generator=(unit,) * gen.units[0], stages=stages)
+
+
+def _set_unit(units: tuple, i: int, **change: Any) -> tuple:
+    return units[:i] + (replace(units[i], **change),) + units[i + 1 :]
+
+
+def _set_stage(point: Point, s: int, **change: Any) -> Point:
+    return replace(point, stages=_set_unit(point.stages, s, **change))
 
 
 def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) -> Point:
-    """Ask the trial for a point, define-by-run, under stable parameter names.
+    """Ask the trial for a point within the budget, define-by-run, under stable parameter names.
 
-    For a GP sampler every parameter is asked on every trial, used or not: GPSampler models only the parameters
-    all trials share and samples the rest at random, which on this conditional space left it behind random search.
+    The shape comes first (units, stages, which ops are on), each op offered only where it still fits, then the
+    sizes, each range cut to what fits. Rebuilding from the stored parameters gives the same point.
     """
-    every = isinstance(trial, optuna.Trial) and isinstance(trial.study.sampler, optuna.samplers.GPSampler)
-    gen = space.generator
-    n_units = trial.suggest_int("gen_units", *gen.units)
-    units = []
-    for i in range(gen.units[1] if every else n_units):
-        unit = GenUnit(
-            model=_model(trial, f"gen{i}_model", ctx),
-            samples=trial.suggest_int(f"gen{i}_samples", gen.samples[0], samples_high(space, ctx), log=True),
-            temperature=round(
-                trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4
-            ),
-        )
-        if i < n_units:
-            units.append(unit)
-    point = Point(generator=tuple(units))
-    if space.ranker.enabled:
-        ranker = _switch(
-            trial,
-            "ranker",
-            every,
-            lambda: (_model(trial, "ranker_model", ctx), trial.suggest_int("ranker_top_k", *space.ranker.top_k)),
-        )
-        if ranker:
-            point = replace(point, ranker=ranker[0], ranker_top_k=ranker[1])
-    layers = trial.suggest_int("fuser_layers", *space.fuser.layers) if space.fuser.layers[1] > 0 else 0
-    if layers or (every and space.fuser.layers[1] > 0):
-        fuser = {
-            "fuser_units": trial.suggest_int("fuser_units", *space.fuser.units),
-            "fuser_samples": trial.suggest_int("fuser_samples", *space.fuser.samples),
-            "fuser_model": _model(trial, "fuser_model", ctx),
-        }
-        if layers:
-            point = replace(point, fuser_layers=layers, **fuser)
-    if space.critic and (point.ranker or layers or every):
-        critic = _switch(trial, "critic", every, lambda: _model(trial, "critic_model", ctx))
-        if critic and (point.ranker or layers):
-            point = replace(point, critic=critic)
+    gen, fuser = space.generator, space.fuser
+    ask = _Asker(trial, space, ctx, smallest_point(space, ctx))
+    base = ask.point.generator[0]
+    n_units = ask.number("gen_units", *gen.units, lambda p, v: replace(p, generator=(base,) * v))
+    if fuser.layers[1] > 0:
+        stage = Stage((FuseUnit(ctx.models[0], fuser.samples[0]),) * fuser.units[0])
+        ask.number("stages", *fuser.layers, lambda p, v: replace(p, stages=(stage,) * v))
+    for s, stage in enumerate(ask.point.stages):
+        if space.critic:
+            ask.switch(f"stage{s}_critic", lambda p, s=s: _set_stage(p, s, critic=ctx.models[0]))
+        if space.ranker.enabled:
+            ask.switch(f"stage{s}_ranker", lambda p, s=s: _set_stage(p, s, ranker=ctx.models[0]))
+        unit = stage.fuser[0]
+        ask.number(f"stage{s}_units", *fuser.units, lambda p, v, s=s, u=unit: _set_stage(p, s, fuser=(u,) * v))
+    if space.ranker.enabled and ask.switch("ranker", lambda p: replace(p, ranker=ctx.models[0])) and space.critic:
+        ask.switch("critic", lambda p: replace(p, critic=ctx.models[0]))
     if space.verifier:
-        point = replace(point, verifier=_switch(trial, "verifier", every, lambda: _model(trial, "verifier_model", ctx)))
+        ask.switch("verifier", lambda p: replace(p, verifier=ctx.models[0]))
     if ctx.allows_unit_tests and space.unit_tests.enabled:
-        tests = _switch(
-            trial,
-            "unit_tests",
-            every,
-            lambda: (
-                _model(trial, "unit_tests_model", ctx),
-                trial.suggest_int("unit_tests_num_tests", *space.unit_tests.num_tests),
-            ),
+        ask.switch(
+            "unit_tests", lambda p: replace(p, unit_tests=ctx.models[0], num_tests=space.unit_tests.num_tests[0])
         )
-        if tests:
-            point = replace(point, unit_tests=tests[0], num_tests=tests[1])
-    if ctx.allows_voter and space.voter and (not point.unit_tests or every):
-        on = trial.suggest_categorical("voter", [False, True])
-        if not point.unit_tests:
-            point = replace(point, voter=on)
-    return point
+    if ctx.allows_voter and space.voter and not ask.point.unit_tests:
+        ask.switch("voter", lambda p: replace(p, voter=True))
+    for i in range(n_units):
+        ask.number(
+            f"gen{i}_samples",
+            gen.samples[0],
+            samples_high(space, ctx),
+            lambda p, v, i=i: replace(p, generator=_set_unit(p.generator, i, samples=v)),
+            log=True,
+        )
+        temperature = round(trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4)
+        model = ask.model(f"gen{i}_model")
+        ask.point = replace(
+            ask.point, generator=_set_unit(ask.point.generator, i, temperature=temperature, model=model)
+        )
+    for s, stage in enumerate(ask.point.stages):
+        if stage.critic:
+            ask.point = _set_stage(ask.point, s, critic=ask.model(f"stage{s}_critic_model"))
+        if stage.ranker:
+            ask.point = _set_stage(ask.point, s, ranker=ask.model(f"stage{s}_ranker_model"))
+            ask.number(
+                f"stage{s}_ranker_top_k", *space.ranker.top_k, lambda p, v, s=s: _set_stage(p, s, ranker_top_k=v)
+            )
+        for j in range(len(stage.fuser)):
+            model = ask.model(f"stage{s}_unit{j}_model")
+            ask.point = _set_stage(ask.point, s, fuser=_set_unit(ask.point.stages[s].fuser, j, model=model))
+            ask.number(
+                f"stage{s}_unit{j}_samples",
+                *fuser.samples,
+                lambda p, v, s=s, j=j: _set_stage(p, s, fuser=_set_unit(p.stages[s].fuser, j, samples=v)),
+            )
+    if ask.point.ranker:
+        ask.point = replace(ask.point, ranker=ask.model("ranker_model"))
+        ask.number("ranker_top_k", *space.ranker.top_k, lambda p, v: replace(p, ranker_top_k=v))
+        if ask.point.critic:
+            ask.point = replace(ask.point, critic=ask.model("critic_model"))
+    if ask.point.verifier:
+        ask.point = replace(ask.point, verifier=ask.model("verifier_model"))
+    if ask.point.unit_tests:
+        ask.point = replace(ask.point, unit_tests=ask.model("unit_tests_model"))
+        ask.number("unit_tests_num_tests", *space.unit_tests.num_tests, lambda p, v: replace(p, num_tests=v))
+    return ask.point
 
 
-# When calls tie, the most optional op gives way first.
-_GIVE_WAY = ("verifier", "critic", "unit_test_generator", "ranker", "fuser", "generator")
-
-
-def _shrink(point: Point, op: str) -> tuple[Point, str]:
-    """One step down in calls on the layer of `op`, with a note of what changed."""
-    if op == "generator":
-        units = list(point.generator)
-        widest = max(range(len(units)), key=lambda i: (units[i].samples, i))
-        if units[widest].samples > 1:
-            units[widest] = replace(units[widest], samples=units[widest].samples - 1)
-            return replace(point, generator=tuple(units)), f"gen{widest}_samples -1"
-        return replace(point, generator=tuple(units[:-1])), "dropped a generator unit"
-    if op == "fuser":
-        if point.fuser_samples > 1:
-            return replace(point, fuser_samples=point.fuser_samples - 1), "fuser_samples -1"
-        if point.fuser_units > 1:
-            return replace(point, fuser_units=point.fuser_units - 1), "fuser_units -1"
-        return replace(point, fuser_layers=point.fuser_layers - 1), "fuser_layers -1"
-    if op == "unit_test_generator":
-        return replace(point, unit_tests=None), "dropped unit tests"
-    return replace(point, **{op: None}), f"dropped the {op}"
-
-
-def fit_to_budget(point: Point, space: SearchSpace, ctx: SpaceContext, name: str) -> tuple[Point, Validated, list[str]]:
-    """The point, repaired until its static LM calls per query fit the budget, validated; with notes on repairs.
-
-    Repair shrinks the layer with the most calls (ties: verifier, critic, unit tests, ranker, fuser, then the
-    generator), one step at a time: samples first, then width, then the layer itself.
-    """
-    notes: list[str] = []
-    while True:
-        checked = check_architecture(architecture_dict(point, name, space, ctx), name, ctx.model_specs)
-        if checked.calls_per_query <= ctx.budget:
-            return point, checked, notes
-        most = max(c.calls for c in checked.layers)
-        ops = {c.op for c in checked.layers if c.calls == most}
-        op = next(o for o in _GIVE_WAY if o in ops)
-        point, note = _shrink(point, op)
-        notes.append(note)
+def point_architecture(point: Point, space: SearchSpace, ctx: SpaceContext, name: str) -> Validated:
+    """The point as a validated architecture; a `SpaceError` if it is over the budget (the space never asks such
+    a point: this guards the contract that a trial's parameters are what it scored)."""
+    checked = check_architecture(architecture_dict(point, name, space, ctx), name, ctx.model_specs)
+    if checked.calls_per_query > ctx.budget:
+        raise SpaceError(f"{name}: {checked.calls_per_query} LM calls per query, above the budget of {ctx.budget}")
+    return checked
 
 
 @dataclass(frozen=True)
@@ -400,7 +446,7 @@ def _off(space: SearchSpace) -> dict[str, Any]:
     """Every on/off parameter of the space set to off (fuser layers to 0)."""
     off: dict[str, Any] = {"ranker": False, "critic": False, "verifier": False, "unit_tests": False, "voter": False}
     if space.fuser.layers[1] > 0:
-        off["fuser_layers"] = 0
+        off["stages"] = 0
     return off
 
 

@@ -3,7 +3,8 @@ share one study and any of them resume it.
 
 Trial accounting, so that a study ends with exactly N counted trials whoever runs them:
 - baselines are enqueued (fixed parameters, user attr `baseline`) by every worker that finds one missing;
-  a failed trial is enqueued again (user attr `retry_of`) when nothing else reruns it;
+  a failed trial is enqueued again (user attr `retry_of`) when nothing else reruns it, unless it failed on its own
+  questions' errors (user attr `errored`): that one counts as finished and is never rerun;
 - a worker that pops a baseline or retry that an earlier-numbered trial already covers, or a trial that
   started after N others were already running or finished, marks it FAIL with a `discarded` reason; such
   trials are left out of every count and record.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
+import math
 import random
 import time
 import warnings
@@ -46,6 +48,16 @@ SCHEMA_RETRIES = 5
 
 class Discarded(Exception):
     """Raised inside a trial that must not count (duplicate or surplus); the trial ends FAIL, marked."""
+
+
+#: user attr of a trial failed by its own requests' errors (too many questions errored): it counts as one of the
+#: study's trials and is never rerun, since it would fail the same way
+ERRORED = "errored"
+
+
+def errored(trial: FrozenTrial) -> bool:
+    """Whether `trial` failed for good on its questions' errors (FAIL with the `errored` reason)."""
+    return trial.state == TrialState.FAIL and ERRORED in trial.user_attrs
 
 
 def with_driver(url: str) -> str:
@@ -164,18 +176,54 @@ def pruning_rule(objective: Objective, sampler: str, dev_n: int) -> str | None:
 def pruning_text(objective: Objective, sampler: str, dev_n: int) -> str:
     """The run's pruning rule in words (run.json, report.md)."""
     return pruning_rule(objective, sampler, dev_n) or (
-        f"paired Wilcoxon test of each trial's per-question dev scores against the best trial's, from question "
+        f"paired sign test of each trial's per-question dev scores against the best trial's, from question "
         f"{MIN_PRUNE_DEV // 2}; a trial behind it with p < {PRUNE_P} is stopped"
     )
 
 
 def make_pruner(objective: Objective, sampler: str, dev_n: int) -> optuna.pruners.BasePruner:
-    """A paired per-question Wilcoxon test against the best trial so far (the step is the question's index), or
+    """A paired per-question sign test against the best trial so far (the step is the question's index), or
     none where `pruning_rule` says it cannot be right. The gp sampler learns only from completed trials: pruned,
     they taught it nothing and it proposed the same pruned point again and again."""
     if pruning_rule(objective, sampler, dev_n) is not None:
         return optuna.pruners.NopPruner()
-    return optuna.pruners.WilcoxonPruner(p_threshold=PRUNE_P, n_startup_steps=MIN_PRUNE_DEV // 2)
+    return PairedSignPruner(p_threshold=PRUNE_P, n_startup_steps=MIN_PRUNE_DEV // 2)
+
+
+def sign_test_p(worse: int, better: int) -> float:
+    """One-sided exact sign test (McNemar's, for 0/1 scores): the chance of at least `worse` losses among the
+    `worse + better` questions where two architectures differ, were each equally likely to win them."""
+    n = worse + better
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, i) for i in range(worse, n + 1)) / 2**n
+
+
+class PairedSignPruner(optuna.pruners.BasePruner):
+    """Stops a trial whose per-question scores (reported at step = question index) trail those of the best
+    completed trial on the same questions, by an exact paired sign test: a paired per-question test like Optuna's
+    WilcoxonPruner, without its SciPy dependency, and exact on the 0/1 scores most benchmarks give."""
+
+    def __init__(self, p_threshold: float, n_startup_steps: int) -> None:
+        self.p_threshold = p_threshold
+        self.n_startup_steps = n_startup_steps
+
+    def prune(self, study: Study, trial: FrozenTrial) -> bool:
+        """True when the trial is behind the best with p below the threshold, on at least the startup steps."""
+        mine = trial.intermediate_values
+        if len(mine) < self.n_startup_steps:
+            return False
+        try:
+            best = study.best_trial
+        except ValueError:
+            return False
+        theirs = best.intermediate_values
+        steps = [s for s in mine if s in theirs]
+        if len(steps) < self.n_startup_steps:
+            return False
+        worse = sum(mine[s] < theirs[s] for s in steps)
+        better = sum(mine[s] > theirs[s] for s in steps)
+        return sign_test_p(worse, better) < self.p_threshold
 
 
 def open_study(
@@ -224,7 +272,7 @@ def requeue(study: Study, trials: Sequence[FrozenTrial], baselines: Mapping[str,
     params: dict[str, dict] = {}
     for t in trials:
         key = trial_key(t)
-        covered[key] |= t.state != TrialState.FAIL
+        covered[key] |= t.state != TrialState.FAIL or errored(t)
         # a trial stopped before its architecture was built had scored nothing: a fresh trial replaces it
         if t.state == TrialState.FAIL and "arch" in t.user_attrs and key.startswith("retry:"):
             params.setdefault(key, t.params)
@@ -252,7 +300,7 @@ def discard_reason(study: Study, number: int, target: int) -> str | None:
         if earlier:
             return f"trial {min(earlier)} already stands for {key}"
     live = sorted(
-        (t for t in counted(trials) if t.state in (*FINISHED, TrialState.RUNNING)),
+        (t for t in counted(trials) if t.state in (*FINISHED, TrialState.RUNNING) or errored(t)),
         key=lambda t: (t.datetime_start or datetime.min, t.number),
     )
     if [t.number for t in live].index(number) >= target:
@@ -261,9 +309,9 @@ def discard_reason(study: Study, number: int, target: int) -> str | None:
 
 
 def tally(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
-    """(finished, running) counted trials."""
+    """(finished, running) counted trials; a trial failed for good on its errors is finished."""
     kept = counted(trials)
-    return sum(t.state in FINISHED for t in kept), sum(t.state == TrialState.RUNNING for t in kept)
+    return sum(t.state in FINISHED or errored(t) for t in kept), sum(t.state == TrialState.RUNNING for t in kept)
 
 
 def fail_stale(study: Study) -> None:
