@@ -24,15 +24,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import yaml
 
 from benchmarks.speed_embedded import embedded_parallel_throughput, embedded_throughput
 from benchmarks.speed_executor import cache_overhead, critical_path, overhead, sequential_wall
+from benchmarks.speed_lognormal import LOGNORMAL_ARCHITECTURE, MAX_CONCURRENCY, lognormal_path
 from benchmarks.speed_search import REACH, Reach, cache_dedupe, landscape_setup, search_efficiency
 
 log = logging.getLogger("benchmarks.speed")
 
 TARGETS: dict[str, tuple[str, float]] = {
     "critical_path_ratio": (">=", 0.85),
+    "critical_path_ratio_lognormal": (">=", 0.85),
     "overhead_us_per_call": ("<", 200.0),
     "cache_dedupe_ratio": ("<=", 0.5),
     "search_efficiency": ("<=", 0.6),
@@ -47,6 +50,10 @@ class Params:
     questions: int = 50
     latency_ms: float = 50.0
     repeats: int = 9
+    lognormal_questions: int = 48
+    lognormal_median_ms: float = 250.0
+    lognormal_sigma: float = 1.0
+    lognormal_repeats: int = 3
     overhead_questions: int = 400
     landscape_items: int = 80
     budget: int = 6
@@ -64,6 +71,7 @@ class Params:
 FULL = Params()
 QUICK = Params(
     repeats=5,
+    lognormal_repeats=2,
     overhead_questions=200,
     dedupe_seeds=3,
     seeds=30,
@@ -83,6 +91,25 @@ def _critical_path(p: Params) -> dict[str, Any]:
         "details": {
             "critical_path": {"ideal_s": found.ideal_s, "actual_s": ours},
             "sequential": {"sequential_s": sequential, "ours_s": ours},
+        },
+    }
+
+
+def _lognormal(p: Params) -> dict[str, Any]:
+    found = lognormal_path(p.lognormal_questions, p.lognormal_median_ms / 1000, p.lognormal_sigma, p.lognormal_repeats)
+    return {
+        "critical_path_ratio_lognormal": found.ratio,
+        "details": {
+            "critical_path_lognormal": {
+                "ideal_s": found.ideal_s,
+                "actual_s": found.actual_s,
+                "questions": found.questions,
+                "calls": found.calls,
+                "architecture": " -> ".join(
+                    f"{next(iter(layer))}" for layer in yaml.safe_load(LOGNORMAL_ARCHITECTURE)["layers"]
+                ),
+                "max_concurrency": MAX_CONCURRENCY,
+            }
         },
     }
 
@@ -170,6 +197,7 @@ def _embedded(p: Params) -> dict[str, Any]:
 
 FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] = {
     "critical_path": (_critical_path, ("critical_path_ratio", "sequential_speedup")),
+    "critical_path_lognormal": (_lognormal, ("critical_path_ratio_lognormal",)),
     "overhead": (_overhead, ("overhead_us_per_call",)),
     "search": (
         _search,

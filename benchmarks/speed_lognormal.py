@@ -1,7 +1,7 @@
 """The executor against a real HTTP server whose latencies vary: how close a pipelined run comes to the longest
 path of that run's own latencies.
 
-A loopback OpenAI-compatible server (FastAPI under uvicorn, in a thread of this process) sleeps a lognormal time
+A loopback OpenAI-compatible server (FastAPI under uvicorn, in a child process) sleeps a lognormal time
 per request, drawn from a hash of the request so a rerun sees the same latencies, and writes the sleep into its
 answer. The run goes through the real `openai` backend (and the cache wrapper, without a cache, as a run without
 --no-cache would differ only by SQLite). The ideal is read back from the traces: per question, the sum over layers
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import math
+import multiprocessing
 import random
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,30 +83,48 @@ def sleepy_app(median_s: float, sigma: float) -> FastAPI:
     return app
 
 
-@contextmanager
-def sleepy_server(median_s: float, sigma: float) -> Iterator[str]:
-    """Serve `sleepy_app` on 127.0.0.1 (a free port) in a background thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+def _serve(sock: socket.socket, median_s: float, sigma: float) -> None:
     config = uvicorn.Config(
         sleepy_app(median_s, sigma), log_level="warning", access_log=False, backlog=4096, timeout_keep_alive=60
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the sleepy server did not start")
-        time.sleep(0.01)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextmanager
+def sleepy_server(median_s: float, sigma: float) -> Iterator[str]:
+    """Serve `sleepy_app` on 127.0.0.1 (a free port) from a child process, so that the server's work does not
+    share the client's interpreter lock; yields the base URL once it answers."""
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it every answer
+    # (headers and body written apart) waits 40 ms for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    port = sock.getsockname()[1]
+    child = multiprocessing.get_context("fork").Process(target=_serve, args=(sock, median_s, sigma), daemon=True)
+    child.start()
     try:
+        _wait_until_up(port, child)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        child.terminate()
+        child.join(timeout=10)
         sock.close()
+
+
+def _wait_until_up(port: int, child: multiprocessing.process.BaseProcess, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and child.is_alive():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        try:
+            connection.request("GET", "/v1/models")
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            connection.close()
+    raise RuntimeError("the sleepy server did not start")
 
 
 def longest_path(results: list[QueryResult]) -> float:
@@ -135,24 +154,29 @@ class LognormalPath:
         return self.ideal_s / self.actual_s
 
 
-async def _run(base_url: str, n_questions: int) -> LognormalPath:
+async def _runs(base_url: str, n_questions: int, repeats: int) -> list[LognormalPath]:
     spec = OpenAIModel(backend="openai", model="sleepy", base_url=base_url, max_concurrency=MAX_CONCURRENCY)
     checked = validate_text(LOGNORMAL_ARCHITECTURE, file="lognormal-4", models={"api": spec})
+    # one backend for every repeat, as in a search: after the first, its connections are open and kept alive
     backend = CachedBackend(OpenAIBackend(spec), None)
+    runs = []
     try:
         executor = Executor(checked, {"api": backend}, OpContext())
-        states = questions(n_questions)
-        started = time.perf_counter()
-        results = await executor.run(states)
-        wall = time.perf_counter() - started
+        for _ in range(repeats):
+            states = questions(n_questions)
+            started = time.perf_counter()
+            results = await executor.run(states)
+            wall = time.perf_counter() - started
+            calls = sum(r.usage.calls for r in results)
+            runs.append(LognormalPath(longest_path(results), wall, n_questions, calls))
     finally:
         await backend.aclose()
-    return LognormalPath(longest_path(results), wall, n_questions, sum(r.usage.calls for r in results))
+    return runs
 
 
 def lognormal_path(n_questions: int, median_s: float, sigma: float, repeats: int) -> LognormalPath:
     """The best of `repeats` runs (same questions, so the same latencies) of the 4-layer architecture over
     `n_questions` against a server with lognormal(median `median_s`, `sigma`) latency."""
     with sleepy_server(median_s, sigma) as url:
-        runs = [asyncio.run(_run(url, n_questions)) for _ in range(repeats)]
+        runs = asyncio.run(_runs(url, n_questions, repeats))
     return max(runs, key=lambda r: r.ratio)

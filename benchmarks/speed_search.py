@@ -188,7 +188,7 @@ def cache_dedupe(setup: Setup, trials: int, seed: int) -> Dedupe:
     """Run `archon-search run` for `trials` trials on the landscape behind one fresh response cache."""
     dedupe = Dedupe()
     bench = setup.landscape.benchmark()
-    _, test = split_items(bench.load(), seed)
+    _, test = split_items(bench.load(), DEFAULT_SPLIT_SEED)
     with tempfile.TemporaryDirectory() as folder:
         cache = ResponseCache(Path(folder) / "responses.sqlite")
         backends = {

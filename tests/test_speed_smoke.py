@@ -21,6 +21,9 @@ TINY = [
     "--quick",
     "--questions", "3",
     "--repeats", "1",
+    "--lognormal-questions", "4",
+    "--lognormal-median-ms", "20",
+    "--lognormal-repeats", "1",
     "--overhead-questions", "5",
     "--dedupe-trials", "4",
     "--dedupe-seeds", "1",
@@ -33,6 +36,7 @@ TINY = [
 ]  # fmt: skip
 HEADLINES = (
     "critical_path_ratio",
+    "critical_path_ratio_lognormal",
     "sequential_speedup",
     "overhead_us_per_call",
     "cache_dedupe_ratio",
@@ -71,6 +75,10 @@ def test_quick_mode_prints_every_figure_typed_except_the_embedded_one():
     assert (report["search_efficiency_gp"] is None) == isinstance(report["search_efficiency_gp_reason"], str)
     details = report["details"]
     assert details["critical_path"]["ideal_s"] == pytest.approx(4 * 0.05)
+    lognormal = details["critical_path_lognormal"]
+    # every call of the 4 questions went through the HTTP server (8 + 1 + 1 + 1 each), and the ideal is a real path
+    assert lognormal["calls"] == 4 * 11 and lognormal["architecture"] == "generator -> critic -> ranker -> fuser"
+    assert 0 < lognormal["ideal_s"] <= lognormal["actual_s"]
     assert details["overhead"]["calls"] == 5 * 16
     dedupe = details["cache_dedupe"]
     assert dedupe["backend_calls"] == dedupe["distinct_requests"] <= dedupe["logical_calls"], "a request was sent twice"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import ipaddress
+import itertools
 import logging
+import math
 import os
 import re
 import time
@@ -28,6 +30,9 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 # local servers (vLLM serve, llama.cpp, Ollama...) mostly ignore the key but the client insists on one
 LOCAL_PLACEHOLDER_KEY = "no-key-needed"
 RETRY_STATUSES = frozenset({408, 409, 429})
+# httpx places each request by scanning every connection of its pool: one pool of hundreds of connections costs
+# milliseconds of CPU per request, so a model with a high max_concurrency spreads its requests over several clients
+CONNECTIONS_PER_CLIENT = 64
 
 
 def is_loopback(base_url: str) -> bool:
@@ -132,7 +137,13 @@ class OpenAIBackend(Backend):
                     f"{spec.api_key_env} (or name another one with api_key_env)"
                 )
             key = LOCAL_PLACEHOLDER_KEY
-        self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
+        clients = math.ceil(spec.max_concurrency / CONNECTIONS_PER_CLIENT)
+        self._clients = [
+            openai.AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
+            for _ in range(clients)
+        ]
+        self._client = self._clients[0]
+        self._turn = itertools.count()
         self._semaphore = asyncio.Semaphore(spec.max_concurrency)
 
     @property
@@ -168,6 +179,7 @@ class OpenAIBackend(Backend):
 
     async def _send(self, request: ChatRequest) -> Completion:
         start = time.perf_counter()
+        client = self._clients[next(self._turn) % len(self._clients)]
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(is_retryable),
@@ -177,7 +189,7 @@ class OpenAIBackend(Backend):
                 reraise=True,
             ):
                 with attempt:
-                    response = await self._client.chat.completions.create(
+                    response = await client.chat.completions.create(
                         model=self.spec.model,
                         messages=request.as_messages(),
                         temperature=request.temperature,
@@ -256,5 +268,6 @@ class OpenAIBackend(Backend):
         return BackendError(f"{where}: unexpected response ({_one_line(exc)}); check the server is OpenAI-compatible")
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
+        """Close the HTTP connection pools."""
+        for client in self._clients:
+            await client.close()
