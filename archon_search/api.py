@@ -18,7 +18,6 @@ server's handlers) and notebooks, whose loop is already running when `run` is ca
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
 import logging
 import threading
@@ -33,6 +32,7 @@ from archon_search.backends.registry import BackendPool
 from archon_search.cache import ResponseCache
 from archon_search.errors import ArchonError
 from archon_search.executor import Executor, QueryResult, Usage
+from archon_search.loop_thread import LoopThread
 from archon_search.ops import OpContext, QueryState
 from archon_search.task import as_scored, task_context
 from archon_search.validate import Validated, load_architecture
@@ -116,25 +116,12 @@ def _batch(questions: Sequence[Question]) -> list[Question]:
     return list(questions)
 
 
-class _LoopThread:
-    """An event loop running forever in a daemon thread; coroutines are submitted to it from any thread."""
+class _LoopThread(LoopThread):
+    """The architecture's loop thread, with the lock that opens its backends once."""
 
     def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
+        super().__init__(name)
         self.open_lock = asyncio.Lock()
-        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self.thread.start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule `coro` on the loop; the future's result is the coroutine's."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self) -> None:
-        """Stop the loop (after its worker threads) and wait for its thread."""
-        self.submit(self.loop.shutdown_default_executor()).result()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
 
 
 class Architecture:

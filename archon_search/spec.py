@@ -67,7 +67,7 @@ class OpenAIModel(_Priced):
 
 
 class VLLMModel(_Priced):
-    """vLLM's offline engine on local GPUs."""
+    """vLLM's async engine (continuous batching) on local GPUs."""
 
     backend: Literal["vllm"]
     model: str

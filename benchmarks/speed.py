@@ -51,7 +51,7 @@ class Params:
     latency_ms: float = 50.0
     repeats: int = 9
     lognormal_questions: int = 48
-    lognormal_median_ms: float = 250.0
+    lognormal_median_ms: float = 300.0
     lognormal_sigma: float = 1.0
     lognormal_repeats: int = 3
     overhead_questions: int = 400

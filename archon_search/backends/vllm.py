@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures
 import dataclasses
 import importlib
 import inspect
@@ -17,18 +16,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
 from archon_search.errors import BackendError
+from archon_search.loop_thread import LoopThread
 from archon_search.spec import VLLMModel
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'archon-search[vllm]' on a machine with an NVIDIA GPU"
-T = TypeVar("T")
 
 
 @dataclass
@@ -41,28 +40,16 @@ class Engine:
     max_model_len: int
 
 
-class _EngineLoop:
-    """The event loop, in a daemon thread, that owns every engine of the process and runs all their requests."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="archon-vllm", daemon=True).start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule `coro` on the engine loop; cancelling the future cancels it (and vLLM aborts the request)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-
 _ENGINES: dict[tuple, asyncio.Task[Engine]] = {}
-_LOOP: _EngineLoop | None = None
+_LOOP: LoopThread | None = None
 _LOOP_LOCK = threading.Lock()
 
 
-def _engine_loop() -> _EngineLoop:
+def _engine_loop() -> LoopThread:
     global _LOOP
     with _LOOP_LOCK:
         if _LOOP is None:
-            _LOOP = _EngineLoop()
+            _LOOP = LoopThread("archon-vllm")
         return _LOOP
 
 
