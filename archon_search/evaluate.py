@@ -1,4 +1,5 @@
-"""Scoring one architecture on benchmark items: run, score, coverage, usage, traces, questions.csv."""
+"""Scoring one architecture on benchmark items: every item flows through its layers (and turns) on its own, many at
+once, and is scored as soon as it is answered; coverage, usage, errors, traces, questions.csv."""
 
 from __future__ import annotations
 
@@ -208,7 +209,13 @@ class _Flow:
             self._fail(exc)
 
     def _finish(
-        self, index: int, item: Item, turns: list[QueryResult], score: float, covered: float | None, judgement
+        self,
+        index: int,
+        item: Item,
+        turns: list[QueryResult],
+        score: float,
+        covered: float | None,
+        judgement: Judgement | None,
     ) -> None:
         usage = Usage()
         for turn in turns:

@@ -1,7 +1,7 @@
 """The executor against a real HTTP server whose latencies vary: how close a pipelined run comes to the longest
 path of that run's own latencies.
 
-A loopback OpenAI-compatible server (FastAPI under uvicorn, in a child process) sleeps a lognormal time
+A loopback OpenAI-compatible server (FastAPI under uvicorn, in child processes) sleeps a lognormal time
 per request, drawn from a hash of the request so a rerun sees the same latencies, and writes the sleep into its
 answer. The run goes through the real `openai` backend (and the cache wrapper, without a cache, as a run without
 --no-cache would differ only by SQLite). The ideal is read back from the traces: per question, the sum over layers
@@ -48,6 +48,9 @@ layers:
 # far above the 48 x 8 generator calls in flight at once: the figure measures scheduling, not a concurrency cap
 MAX_CONCURRENCY = 4096
 SLEPT = re.compile(r"slept (\d+\.\d+) s")
+# server processes sharing the listening socket: one alone takes about a second to accept and parse the first
+# layer's 384 requests on 2 busy cores, and that second would be counted against the client
+SERVER_WORKERS = 4
 
 
 def latency_of(body: dict, median_s: float, sigma: float) -> float:
@@ -96,8 +99,8 @@ def _serve(sock: socket.socket, median_s: float, sigma: float) -> None:
 
 @contextmanager
 def sleepy_server(median_s: float, sigma: float) -> Iterator[str]:
-    """Serve `sleepy_app` on 127.0.0.1 (a free port) from a child process, so that the server's work does not
-    share the client's interpreter lock; yields the base URL once it answers."""
+    """Serve `sleepy_app` on 127.0.0.1 (a free port) from `SERVER_WORKERS` child processes, so that the server's
+    work does not share the client's interpreter lock; yields the base URL once it answers."""
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it every answer
     # (headers and body written apart) waits 40 ms for a delayed ACK
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -105,14 +108,17 @@ def sleepy_server(median_s: float, sigma: float) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
     port = sock.getsockname()[1]
-    child = multiprocessing.get_context("fork").Process(target=_serve, args=(sock, median_s, sigma), daemon=True)
-    child.start()
+    fork = multiprocessing.get_context("fork")
+    children = [fork.Process(target=_serve, args=(sock, median_s, sigma), daemon=True) for _ in range(SERVER_WORKERS)]
+    for child in children:
+        child.start()
     try:
-        _wait_until_up(port, child)
+        _wait_until_up(port, children[0])
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        child.terminate()
-        child.join(timeout=10)
+        for child in children:
+            child.terminate()
+            child.join(timeout=10)
         sock.close()
 
 

@@ -1,7 +1,9 @@
 """The unit_test_evaluator op: keeps the `top_k` candidates that pass most of the generated tests.
 
-`execute` runs the tests against each candidate's code in the sandbox (no LM call); `llm` asks a model,
-once per candidate, which tests the candidate meets.
+`execute` runs the tests against each candidate's code in the sandbox (no LM call), each test in a process
+of its own, so a test that hangs or crashes costs only itself; the candidate runs after the code in the
+question (the problem's imports and helpers, e.g. a HumanEval prompt) and may be just a function body.
+`llm` asks a model, once per candidate, which tests the candidate meets.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import re
 from collections.abc import Sequence
 
 from archon_search.backends.base import Completion
+from archon_search.benchmarks.answers import extract_code
+from archon_search.benchmarks.scorers import arun_check, compiles, join_solution
 from archon_search.ops.base import Op, PlannedCall, QueryState
-from archon_search.sandbox import arun_python
 
 LLM_EVAL_PROMPT = """Here are a question, a candidate response, and {k} tests a correct response must pass.
 For each test decide whether the response passes it. Answer with one line per test, exactly like:
@@ -30,23 +33,8 @@ Tests:
 
 Results:"""
 
-# The harness runs each test on its own so one failing or hanging test costs only itself.
-_HARNESS = """
-import sys
-_ns = {{}}
-try:
-    exec(compile({code!r}, "candidate", "exec"), _ns)
-except BaseException as exc:
-    print("candidate failed to load:", type(exc).__name__, file=sys.stderr)
-    raise SystemExit(0)
-for _i, _t in enumerate({tests!r}):
-    try:
-        exec(compile(_t, "test", "exec"), _ns)
-        print("PASS", _i, flush=True)
-    except BaseException as exc:
-        print("FAIL", _i, type(exc).__name__, flush=True)
-"""
-
+# a question's code must define or import something: prose that happens to parse ("Sort it.") is no code
+_DEFINES = re.compile(r"^\s*(?:def|async\s+def|class|import|from)\s", re.MULTILINE)
 _RESULT = re.compile(
     r"^\s*(?:test\s*)?(\d+)\s*[:.)-]\s*\**\s*(pass|passed|fail|failed|yes|no)\b", re.IGNORECASE | re.MULTILINE
 )
@@ -62,6 +50,14 @@ def parse_test_results(text: str, k: int) -> list[bool] | None:
     if not results:
         return None
     return [results.get(i, False) for i in range(k)]
+
+
+def question_code(question: str) -> str:
+    """The code a question gives (a signature with its imports and helpers), or "" when it gives none."""
+    code = extract_code(question) or ""
+    if not _DEFINES.search(code) or not compiles(code):
+        return ""
+    return code
 
 
 class UnitTestEvaluator(Op):
@@ -87,11 +83,10 @@ class UnitTestEvaluator(Op):
             for k, c in enumerate(state.candidates)
         ]
 
-    async def _execute(self, candidate_text: str, tests: list[str]) -> list[bool]:
-        code = self.ctx.extract(candidate_text) or candidate_text
-        result = await arun_python(_HARNESS.format(code=code, tests=tests), timeout_s=self.ctx.sandbox_timeout_s)
-        passed = {int(m.group(1)) for m in re.finditer(r"^PASS (\d+)$", result.stdout, re.MULTILINE)}
-        return [i in passed for i in range(len(tests))]
+    async def _execute(self, question: str, candidate_text: str, tests: list[str]) -> list[bool]:
+        solution = join_solution(question_code(question), self.ctx.extract(candidate_text) or candidate_text)
+        timeout = self.ctx.sandbox_timeout_s
+        return list(await asyncio.gather(*(arun_check(f"{solution}\n\n{t}\n", timeout) for t in tests)))
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         unit = self.layer.units[0]
@@ -99,7 +94,9 @@ class UnitTestEvaluator(Op):
         if not state.tests:
             results: list[list[bool] | None] = [None] * len(state.candidates)
         elif unit.mode == "execute":
-            results = list(await asyncio.gather(*(self._execute(c.text, state.tests) for c in state.candidates)))
+            results = list(
+                await asyncio.gather(*(self._execute(state.question, c.text, state.tests) for c in state.candidates))
+            )
         else:
             results = [parse_test_results(c.text, len(state.tests)) for c in completions]
         unreadable = [k + 1 for k, r in enumerate(results) if r is None]

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 
 from archon_search.backends.base import Completion
+from archon_search.benchmarks.scorers import compiles
 from archon_search.ops.base import Op, PlannedCall, QueryState
 
 CODE_TESTS_PROMPT = """Write {k} Python unit tests for a correct solution to the task below.
@@ -35,16 +36,8 @@ def parse_tests(text: str, mode: str, k: int) -> list[str]:
     pattern = _ASSERT if mode == "execute" else _NUMBERED
     tests = [m.group(1) for m in pattern.finditer(text.replace("```python", "").replace("```", ""))]
     if mode == "execute":
-        tests = [t for t in tests if _compiles(t)]
+        tests = [t for t in tests if compiles(t)]
     return tests[:k]
-
-
-def _compiles(line: str) -> bool:
-    try:
-        compile(line, "<test>", "exec")
-    except (SyntaxError, ValueError):
-        return False
-    return True
 
 
 class UnitTestGenerator(Op):

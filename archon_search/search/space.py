@@ -349,13 +349,27 @@ def _set_stage(point: Point, s: int, **change: Any) -> Point:
 def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) -> Point:
     """Ask the trial for a point within the budget, define-by-run, under stable parameter names.
 
-    The shape comes first (units, stages, which ops are on), each op offered only where it still fits, then the
-    sizes, each range cut to what fits. Rebuilding from the stored parameters gives the same point.
+    The generator comes first (its samples range is then the same on every trial, so the sampler can learn it),
+    then the shape (stages, which ops are on), each op offered only where it still fits, then the other sizes,
+    each range cut to what fits. Rebuilding from the stored parameters gives the same point.
     """
     gen, fuser = space.generator, space.fuser
     ask = _Asker(trial, space, ctx, smallest_point(space, ctx))
     base = ask.point.generator[0]
     n_units = ask.number("gen_units", *gen.units, lambda p, v: replace(p, generator=(base,) * v))
+    for i in range(n_units):
+        ask.number(
+            f"gen{i}_samples",
+            gen.samples[0],
+            samples_high(space, ctx),
+            lambda p, v, i=i: replace(p, generator=_set_unit(p.generator, i, samples=v)),
+            log=True,
+        )
+        temperature = round(trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4)
+        model = ask.model(f"gen{i}_model")
+        ask.point = replace(
+            ask.point, generator=_set_unit(ask.point.generator, i, temperature=temperature, model=model)
+        )
     if fuser.layers[1] > 0:
         stage = Stage((FuseUnit(ctx.models[0], fuser.samples[0]),) * fuser.units[0])
         ask.number("stages", *fuser.layers, lambda p, v: replace(p, stages=(stage,) * v))
@@ -376,19 +390,6 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
         )
     if ctx.allows_voter and space.voter and not ask.point.unit_tests:
         ask.switch("voter", lambda p: replace(p, voter=True))
-    for i in range(n_units):
-        ask.number(
-            f"gen{i}_samples",
-            gen.samples[0],
-            samples_high(space, ctx),
-            lambda p, v, i=i: replace(p, generator=_set_unit(p.generator, i, samples=v)),
-            log=True,
-        )
-        temperature = round(trial.suggest_float(f"gen{i}_temperature", *gen.temperature, step=gen.temperature_step), 4)
-        model = ask.model(f"gen{i}_model")
-        ask.point = replace(
-            ask.point, generator=_set_unit(ask.point.generator, i, temperature=temperature, model=model)
-        )
     for s, stage in enumerate(ask.point.stages):
         if stage.critic:
             ask.point = _set_stage(ask.point, s, critic=ask.model(f"stage{s}_critic_model"))
