@@ -59,6 +59,14 @@ def _models(path: Path | None) -> dict | None:
     return load_models_file(path) if path else None
 
 
+def _note_isolation(runs_code: bool) -> None:
+    """Say once, before model-written code runs, which sandbox isolation it gets (and how to get the strongest)."""
+    if runs_code:
+        from archon_search.sandbox import isolation_summary
+
+        err_console.print(escape(isolation_summary()), highlight=False, soft_wrap=True)
+
+
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does.")) -> None:
     """archon-search: find the best way to spend inference compute on a task."""
@@ -166,6 +174,10 @@ def eval_command(
         for warning in checked.warnings:
             err_console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
         benchmark = get_benchmark(bench)
+        executes = any(
+            layer.op == "unit_test_evaluator" and layer.units[0].mode == "execute" for layer in checked.arch.layers
+        )
+        _note_isolation(benchmark.kind == "code" or executes)
         items = benchmark.load(data)
         if split != "all":
             dev, test = split_items(items, _split_seed(split_seed, run_dir, arch_file))
@@ -379,6 +391,7 @@ def run(
 ) -> None:
     """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
     against baselines, and write the run folder. The same command again resumes the study."""
+    from archon_search.benchmarks.registry import get_benchmark
     from archon_search.search.runner import SearchConfig, run_search
 
     config = SearchConfig(
@@ -403,6 +416,7 @@ def run(
     )
     try:
         with _reported():
+            _note_isolation(get_benchmark(bench).kind == "code")
             result = run_search(config)
     except KeyboardInterrupt:
         err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")

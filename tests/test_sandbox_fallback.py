@@ -143,7 +143,8 @@ def test_three_hundred_forks_are_stopped_by_the_process_limit(level: Isolation) 
         pytest.skip("running as root with no unprivileged uid: the kernel applies no process limit")
     result = _attack(level, FORKS, timeout_s=10)
     assert not result.timed_out
-    assert 0 < int(result.stdout) < MAX_PROCESSES
+    # the limit counts every process of the uid, so other processes of a non-root user leave fewer forks
+    assert int(result.stdout) < MAX_PROCESSES
 
 
 def test_the_network_is_blocked_exactly_where_the_summary_says(level: Isolation) -> None:
@@ -168,7 +169,7 @@ def test_secrets_in_the_environment_stay_out(level: Isolation, monkeypatch: pyte
     )
     result = _attack(level, code)
     assert result.stdout.splitlines()[0] == "None"
-    if info["pid_namespace"] or info["runs_as_uid"] != 0:
+    if info["pid_namespace"] or info["runs_as_uid"] != os.geteuid():
         # the parent's environment holds the key: another uid may not read it, a PID namespace does not show it
         assert "sk-sandbox-secret" not in result.stdout
 

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import openai
+from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
@@ -189,13 +190,19 @@ class OpenAIBackend(Backend):
                 reraise=True,
             ):
                 with attempt:
-                    response = await client.chat.completions.create(
-                        model=self.spec.model,
-                        messages=request.as_messages(),
-                        temperature=request.temperature,
-                        max_tokens=request.max_tokens,
-                        seed=request.seed,
-                        **self._structured(request),
+                    # the client's generic `post` sends the body as built: `create()` would first walk it against
+                    # its typed parameters, a millisecond of CPU per request that a many-question run pays in full
+                    response = await client.post(
+                        "/chat/completions",
+                        cast_to=ChatCompletion,
+                        body={
+                            "model": self.spec.model,
+                            "messages": request.as_messages(),
+                            "temperature": request.temperature,
+                            "max_tokens": request.max_tokens,
+                            "seed": request.seed,
+                            **self._structured(request),
+                        },
                     )
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc

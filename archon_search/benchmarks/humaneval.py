@@ -33,7 +33,8 @@ def packaged_problems() -> list[dict]:
 
 @register_benchmark("humaneval")
 class HumanEval(ScoredBenchmark):
-    """HumanEval; a completion passes when the problem's `check(entry_point)` exits cleanly in the sandbox."""
+    """HumanEval; a completion passes when the problem's `check(entry_point)` runs to its end in the sandbox,
+    the program run (as by the official harness) without its main blocks."""
 
     name = "humaneval"
 
