@@ -56,6 +56,7 @@ from archon_search.search.study import (
     tally,
     wait_for_running,
 )
+from archon_search.task import task_of
 from archon_search.validate import Validated, load_models_file
 
 log = logging.getLogger(__name__)
@@ -439,7 +440,7 @@ def _finish(run: _Run) -> SearchResult:
                 if "baseline" in t.user_attrs
                 else f"trial {t.number} of study {run.info.study}"
             )
-            write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description)
+            write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description, task_of(run.benchmark))
     best, front = _pick_best(run, complete)
     best_checked = rebuild(best, run.space, run.ctx)
     others = [t for t in complete if "baseline" in t.user_attrs and t.number != best.number]
