@@ -116,13 +116,21 @@ async def answer_item(
     return turns
 
 
+@dataclass(frozen=True)
+class FirstLayer:
+    """How many candidates the first layer gave a question and how many of them were correct (coverage, pass@k)."""
+
+    candidates: int
+    correct: int
+
+
 async def _score_item(
     benchmark: Benchmark, item: Item, turns: list[QueryResult], coverage: bool
-) -> tuple[float, float | None, Judgement | None]:
+) -> tuple[float, FirstLayer | None, Judgement | None]:
     if turns[-1].error is not None:
         # an unanswered question counts as wrong: leaving it out would favour architectures whose prompts overflow
         # on exactly the hard (long) questions
-        return 0.0, 0.0 if coverage else None, None
+        return 0.0, FirstLayer(len(turns[0].state.first_layer), 0) if coverage else None, None
     answers = [t.answer for t in turns]
     if isinstance(benchmark, JudgedBenchmark):
         judgement = await benchmark.ajudge(item, answers)
@@ -132,7 +140,7 @@ async def _score_item(
         return score, None, None
     firsts = turns[0].state.first_layer
     scores = await asyncio.gather(*(benchmark.ascore(item, c.text) for c in firsts))
-    return score, float(any(s >= 1.0 for s in scores)), None
+    return score, FirstLayer(len(firsts), sum(s >= 1.0 for s in scores)), None
 
 
 @dataclass
@@ -214,9 +222,10 @@ class _Flow:
         item: Item,
         turns: list[QueryResult],
         score: float,
-        covered: float | None,
+        first: FirstLayer | None,
         judgement: Judgement | None,
     ) -> None:
+        covered = None if first is None else float(first.correct > 0)
         usage = Usage()
         for turn in turns:
             usage.add(turn.usage)
@@ -233,6 +242,8 @@ class _Flow:
             "backend_calls": usage.backend_calls,
             "cost": usage.cost,
             "covered": covered,
+            "candidates": None if first is None else first.candidates,
+            "candidates_correct": None if first is None else first.correct,
             "errors": int(error is not None),
             "error": str(error) if error is not None else "",
         }
@@ -335,7 +346,7 @@ async def evaluate(
 
 
 def summarize(frame: pd.DataFrame, total: Usage, wall_s: float, judge: Usage | None = None) -> EvalSummary:
-    """Accuracy with a bootstrap CI, coverage, and per-query usage from the per-question rows.
+    """Accuracy with a Wilson CI, coverage, and per-query usage from the per-question rows.
 
     NaN scores (unparsed judgements) are left out of the accuracy and counted in `unscored`; with none left the
     accuracy is NaN, never a score of 0. Usage is per query: per turn where rows have a `turns` column. `judge` is

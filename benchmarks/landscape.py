@@ -14,15 +14,24 @@ wrong) or U (unique wrong). A model has a generator skill and a selection accura
   temperature is accurate but correlated (votes add little), high temperature diverse but noisier.
 - ranker: puts a correct candidate first with probability `rank` (+ CRITIQUE_BONUS after a critic) when
   there is one, else a candidate picked uniformly; the rest follow in random order.
+- every judging reply (ranker, critic, verifier) is, with probability `garble`, text that states no ranking,
+  critique or verdict: the op falls back (a ranker keeps the incoming order, a verifier keeps the candidate,
+  a critic of several candidates attaches none), and the ground truth counts that fallback.
 - fuser: each output is correct with probability fuse * [some input is correct] + (1 - fuse) * (share of
   correct inputs), fuse = `fuse` (+ CRITIQUE_BONUS after a critic); a wrong output is P or U as above.
 - critic: writes a critique for every candidate; its only effect is the bonus of the next ranker or fuser.
+  (A critique is read only when the critic's reply parses: an unreadable one gives no bonus.)
 - verifier: says "correct" with probability `verify` for a correct candidate, 1 - `verify` for a wrong one.
 - voter: the real op, on the extracted answers (unique wrong answers never agree).
 
 `SimBackend` plays one model: it recognises the op of each request by the prompt templates of
-`archon_search.ops` and draws its answer from a hash of (seed, model, request), so a request always gets
-the same answer, as through a response cache. `Landscape.expected_score(arch)` computes the exact expected
+`archon_search.ops`, reads the candidates' answers with the benchmark's real extractor, and draws what it
+says from a hash of (seed, model, request), so a request always gets the same answer, as through a response
+cache. What it says is written as realistic text in the model's own styles (benchmarks/landscape_text.py:
+markdown with a bold final answer, think blocks, explain-then-rank, JSON, bold verdicts, numbered lists in
+critiques), never in the format the op's prompt asks for; the ops' real parsers turn it into rankings,
+verdicts and critiques, and the benchmark's real number scorer (`NumberScorer`, as GSM8K's) scores the
+architecture's final answer. `parse_audit` checks that every style reads back as meant. `Landscape.expected_score(arch)` computes the exact expected
 accuracy over those draws by enumerating candidate label sequences (cost grows as 3^candidates; fine up to
 about 8 candidates per layer), and `best_in_space` finds the true optimum of a small search space by brute
 force over that function.
@@ -52,12 +61,14 @@ from itertools import product
 from pathlib import Path
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.benchmarks.base import Benchmark, Item
-from archon_search.ops.critic import CRITIC_PROMPT
+from archon_search.benchmarks.answers import extract_number, numbers_match
+from archon_search.benchmarks.base import Item
+from archon_search.benchmarks.scorers import NumberScorer, ScoredBenchmark
+from archon_search.ops.critic import CRITIC_PROMPT, parse_critiques
 from archon_search.ops.fuser import FUSER_PROMPT
 from archon_search.ops.generator import GENERATOR_SYSTEM
-from archon_search.ops.ranker import RANKER_PROMPT
-from archon_search.ops.verifier import VERIFIER_PROMPT
+from archon_search.ops.ranker import RANKER_PROMPT, parse_ranking
+from archon_search.ops.verifier import VERIFIER_PROMPT, parse_verdict
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.search.space import (
     SearchSpace,
@@ -69,14 +80,15 @@ from archon_search.search.space import (
 )
 from archon_search.spec import Architecture, ScriptedModel
 from archon_search.validate import Validated
+from benchmarks import landscape_text as text
 from benchmarks.speed_timing import stopwatch
 
 HEAT = 0.25
 CRITIQUE_BONUS = 0.15
 QUESTION = "Landscape question {qid}: what is the hidden number?"
 _QID = re.compile(r"Landscape question (q\d+)")
-_ANSWER = re.compile(r"ANSWER:\s*(-?\d+)")
 _BLOCK = re.compile(r"^\[(\d+)\]\n", re.MULTILINE)
+_CRITIQUE = re.compile(r"\nCritique of \[\d+\]: ")
 
 
 @dataclass(frozen=True)
@@ -89,20 +101,24 @@ class Level:
 
 @dataclass(frozen=True)
 class SimModel:
-    """A simulated model: generator skill, and its accuracy as ranker, fuser and verifier."""
+    """A simulated model: generator skill, its accuracy as ranker, fuser and verifier, how often a judging
+    reply of it is unreadable (`garble`), and whose writing styles it uses (`voice`, a key of the
+    landscape_text style tables)."""
 
     skill: float
     rank: float
     fuse: float
     verify: float
+    garble: float = 0.0
+    voice: str = "alpha"
 
 
 SPACE_FILE = Path(__file__).with_name("landscape-space.yaml")
 DEFAULT_LEVELS = (Level(-1.5, 0.2), Level(0.0, 0.4), Level(1.0, 0.6), Level(2.0, 0.75))
 # `alpha` writes well but judges poorly; `beta` writes poorly but judges well: the best architectures mix them.
 DEFAULT_MODELS = {
-    "alpha": SimModel(skill=1.0, rank=0.35, fuse=0.3, verify=0.6),
-    "beta": SimModel(skill=-0.5, rank=0.85, fuse=0.6, verify=0.85),
+    "alpha": SimModel(skill=1.0, rank=0.35, fuse=0.3, verify=0.6, garble=0.1, voice="alpha"),
+    "beta": SimModel(skill=-0.5, rank=0.85, fuse=0.6, verify=0.85, garble=0.05, voice="beta"),
 }
 
 
@@ -117,9 +133,16 @@ def _unit(*parts: object) -> float:
 
 
 def _template_regex(template: str) -> re.Pattern:
-    """A regex matching any prompt made from `template` (its placeholders match anything)."""
-    pieces = re.split(r"\{[a-z_]+\}", template)
-    return re.compile("(?s)" + "(.*)".join(re.escape(p) for p in pieces))
+    """A regex matching any prompt made from `template`; each placeholder's first use is a named group."""
+    out, seen = [], set()
+    for piece in re.split(r"(\{[a-z_]+\})", template):
+        name = piece[1:-1] if piece.startswith("{") and piece.endswith("}") else None
+        if name is None:
+            out.append(re.escape(piece))
+        else:
+            out.append(f"(?P<{name}>.*)" if name not in seen else "(?:.*)")
+            seen.add(name)
+    return re.compile("(?s)" + "".join(out))
 
 
 _OPS = {
@@ -130,28 +153,18 @@ _OPS = {
 }
 
 
-class LandscapeBenchmark(Benchmark):
-    """The landscape's questions: integer answers on an `ANSWER: n` line, scored by exact match."""
+class LandscapeBenchmark(ScoredBenchmark):
+    """The landscape's questions: integer answers, read and scored by the real number scorer (as GSM8K's)."""
 
     name = "landscape"
-    kind = "answer"
-    answer_instruction = "Finish with a line 'ANSWER: <integer>'."
 
     def __init__(self, items: Sequence[Item]):
+        super().__init__(NumberScorer())
         self.items = list(items)
 
     def load(self, data: str | Path | None = None) -> list[Item]:
         """The landscape's items (`data` is ignored: the landscape makes its own)."""
         return list(self.items)
-
-    def extract(self, text: str) -> str | None:
-        """The last `ANSWER:` integer."""
-        found = _ANSWER.findall(text)
-        return found[-1] if found else None
-
-    def score(self, item: Item, text: str) -> float:
-        """1.0 when the extracted answer is the hidden number."""
-        return float(self.extract(text) == str(item.reference))
 
 
 @dataclass
@@ -216,6 +229,10 @@ class Landscape:
         p = skill * (right > 0) + (1 - skill) * right / len(labels)
         return {"C": p, **self.wrong_law(level, 1 - p)}
 
+    def garble(self, model: str) -> float:
+        """Probability that one judging reply of the model states nothing its op can read."""
+        return self.models[model].garble
+
     def rank_skill(self, model: str, critiqued: bool) -> float:
         """Probability that the ranker puts a correct candidate first when one exists."""
         return min(1.0, self.models[model].rank + (CRITIQUE_BONUS if critiqued else 0.0))
@@ -275,11 +292,18 @@ class Landscape:
         unit = layer.units[0]
         after: dict = {}
         for (labels, critiqued), p in before.items():
+            garble = self.garble(unit.model) if layer.op in ("critic", "ranker", "verifier") else 0.0
             if layer.op == "critic":
-                outcomes = {(labels, True): 1.0}
+                # an unreadable reply attaches no critique, except to a lone candidate (it gets the whole text)
+                lost = garble if len(labels) > 1 else 0.0
+                outcomes = {(labels, True): 1 - lost, (labels, False): lost}
             elif layer.op == "ranker":
                 skill = self.rank_skill(unit.model, critiqued)
-                outcomes = {(top, critiqued): q for top, q in _ranked(tuple(sorted(labels)), skill, unit.top_k).items()}
+                ranked = _ranked(tuple(sorted(labels)), skill, unit.top_k)
+                outcomes = {(top, critiqued): (1 - garble) * q for top, q in ranked.items()}
+                # an unreadable ranking keeps the incoming order
+                kept = (labels[: unit.top_k], critiqued)
+                outcomes[kept] = outcomes.get(kept, 0.0) + garble
             elif layer.op == "fuser":
                 seqs = {(): 1.0}
                 for u in layer.units:
@@ -289,7 +313,8 @@ class Landscape:
                 outcomes = {(out, False): q for out, q in seqs.items()}
             elif layer.op == "verifier":
                 outcomes = {
-                    (kept, critiqued): q for kept, q in _verified(labels, self.models[unit.model].verify).items()
+                    (kept, critiqued): q
+                    for kept, q in _verified(labels, self.models[unit.model].verify, garble).items()
                 }
             elif layer.op == "voter":
                 outcomes = {(_voted(labels, unit.top_k), critiqued): 1.0}
@@ -349,13 +374,13 @@ def _draws(pool: tuple[str, ...], k: int) -> dict[tuple[str, ...], float]:
     return out
 
 
-def _verified(labels: tuple[str, ...], skill: float) -> dict[tuple[str, ...], float]:
+def _verified(labels: tuple[str, ...], skill: float, garble: float) -> dict[tuple[str, ...], float]:
+    """Distribution of the kept labels; an unreadable verdict (probability `garble`) keeps its candidate."""
+    kept_if_right, kept_if_wrong = garble + (1 - garble) * skill, garble + (1 - garble) * (1 - skill)
     out: dict = {}
     for mask in product((True, False), repeat=len(labels)):
-        p = math.prod(
-            (skill if lab == "C" else 1 - skill) if keep else (1 - skill if lab == "C" else skill)
-            for lab, keep in zip(labels, mask)
-        )
+        keeps = (kept_if_right if lab == "C" else kept_if_wrong for lab in labels)
+        p = math.prod(q if keep else 1 - q for q, keep in zip(keeps, mask))
         kept = tuple(lab for lab, keep in zip(labels, mask) if keep) or labels
         out[kept] = out.get(kept, 0.0) + p
     return out
@@ -402,34 +427,43 @@ class SimBackend(Backend):
         prompt = next(content for role, content in reversed(request.messages) if role == "user")
         item = land._by_id[_QID.search(prompt).group(1)]
         level = item.meta["level"]
+        voice = land.models[self.model].voice
         draw = (land.seed, self.model, prompt, request.sample, request.temperature)
         if any(role == "system" and content == GENERATOR_SYSTEM for role, content in request.messages):
             return self._generate(item, level, request)
-        op = next((name for name, pattern in _OPS.items() if pattern.fullmatch(prompt)), None)
+        op, match = next(
+            ((name, m) for name, pattern in _OPS.items() if (m := pattern.fullmatch(prompt))), (None, None)
+        )
         if op is None:
             raise ValueError(f"the landscape cannot answer this prompt: {prompt[:80]!r}")
+        style = _unit("style", *draw)
+        unreadable = _unit("garble", *draw) < land.garble(self.model)
         if op == "verifier":
+            if unreadable:
+                return text.UNREADABLE_VERDICT
             skill = land.models[self.model].verify
-            says_correct = _unit("verify", *draw) < (skill if _label(prompt, item) == "C" else 1 - skill)
-            return "Checked it.\nVerdict: " + ("correct" if says_correct else "incorrect")
-        labels = [_label(block, item) for block in _candidates(prompt)]
-        critiqued = "Critique of [" in prompt
+            says_correct = _unit("verify", *draw) < (skill if _label(match["candidate"], item) == "C" else 1 - skill)
+            return text.verdict(voice, says_correct, style)
+        labels = [_label(block, item) for block in _candidates(match["candidates"])]
         if op == "critic":
-            return "\n".join(f"[{i}] Strengths: clear. Weaknesses: unchecked." for i in range(1, len(labels) + 1))
+            return text.UNREADABLE_CRITIQUE if unreadable else text.critiques(voice, len(labels), style)
+        critiqued = "\nCritique of [" in match["candidates"]
         if op == "ranker":
-            order = _ranking(labels, land.rank_skill(self.model, critiqued), draw)
-            return " > ".join(f"[{k + 1}]" for k in order)
+            if unreadable:
+                return text.UNREADABLE_RANKING
+            return text.ranking(voice, _ranking(labels, land.rank_skill(self.model, critiqued), draw), style)
         law = land.fuse_law(self.model, level, labels, critiqued)
-        return _render(item, _pick(law, _unit("fuse", *draw)), draw)
+        return _render(item, voice, _pick(law, _unit("fuse", *draw)), draw)
 
     def _generate(self, item: Item, level: int, request: ChatRequest) -> str:
         land = self.landscape
+        voice = land.models[self.model].voice
         t = request.temperature
         if _unit("copy", land.seed, self.model, item.id, request.sample, t) < copy_probability(t):
             greedy = "C" if _unit("greedy", land.seed, self.model, item.id) < land.p_greedy(self.model, level) else "P"
-            return _render(item, greedy, ())
+            return _render(item, voice, greedy, ())
         draw = (land.seed, self.model, item.id, request.sample, t)
-        return _render(item, _pick(land.fresh_law(self.model, level, t), _unit("fresh", *draw)), draw)
+        return _render(item, voice, _pick(land.fresh_law(self.model, level, t), _unit("fresh", *draw)), draw)
 
 
 def _pick(law: dict[str, float], u: float) -> str:
@@ -441,27 +475,30 @@ def _pick(law: dict[str, float], u: float) -> str:
     return label
 
 
-def _render(item: Item, label: str, draw: tuple) -> str:
+def _render(item: Item, voice: str, label: str, draw: tuple) -> str:
+    """A worked answer in the model's voice whose final answer has `label` (a greedy answer, `draw` empty,
+    always reads the same)."""
     if label == "C":
         value = item.reference
     elif label == "P":
         value = item.reference + 1
     else:
         value = item.reference + 1000 + int(_unit("unique", *draw) * 1e9)
-    return f"Working through {item.id}.\nANSWER: {value}"
+    return text.answer(voice, item.id, value, _unit("style", item.id, label, *draw))
 
 
-def _candidates(prompt: str) -> list[str]:
-    """The candidate blocks `[k]` of an op prompt, in order."""
-    parts = _BLOCK.split(prompt)
-    return [parts[i + 1] for i in range(1, len(parts) - 1, 2)]
+def _candidates(section: str) -> list[str]:
+    """The candidate texts of an op prompt's `[k]` blocks, in order, without the critiques attached to them."""
+    parts = _BLOCK.split(section)
+    return [_CRITIQUE.split(parts[i + 1])[0] for i in range(1, len(parts) - 1, 2)]
 
 
-def _label(block: str, item: Item) -> str:
-    found = _ANSWER.search(block)
-    if found and found.group(1) == str(item.reference):
+def _label(candidate: str, item: Item) -> str:
+    """C, P or U: the candidate's answer as the benchmark's own extractor reads it."""
+    found = extract_number(candidate)
+    if numbers_match(found, str(item.reference)):
         return "C"
-    if found and found.group(1) == str(item.reference + 1):
+    if numbers_match(found, str(item.reference + 1)):
         return "P"
     return "U"
 
@@ -475,6 +512,38 @@ def _ranking(labels: list[str], skill: float, draw: tuple) -> list[int]:
         first = int(_unit("rank-any", *draw) * n)
     rest = sorted((k for k in range(n) if k != first), key=lambda k: _unit("rank-order", *draw, k))
     return [first] + rest
+
+
+def parse_audit(landscape: Landscape, draws: int = 200, seed: int = 0) -> dict[str, Counter]:
+    """How the real parsers read `draws` replies of every kind, per model voice and style: per reply kind
+    (`answer`, `ranking`, `verdict`, `critiques`), how many read as `meant`, how many unreadable replies gave
+    nothing (`unreadable`, the op's fallback), and how many were read as something else (`misread`)."""
+    bench = landscape.benchmark()
+    counts: dict[str, Counter] = {kind: Counter() for kind in ("answer", "ranking", "verdict", "critiques")}
+
+    def tally(kind: str, ok: bool, label: str = "meant") -> None:
+        counts[kind][label if ok else "misread"] += 1
+
+    for voice in sorted({m.voice for m in landscape.models.values()}):
+        for i in range(draws):
+            u = _unit("audit", seed, voice, i)
+            n = 2 + int(_unit("audit-n", seed, voice, i) * 5)
+            order = sorted(range(n), key=lambda k: _unit("audit-order", seed, voice, i, k))
+            value = 100 + int(_unit("audit-value", seed, voice, i) * 2e9)
+            tally("answer", bench.extract(text.answer(voice, f"q{i}", value, u)) == str(value))
+            read = parse_ranking(text.ranking(voice, order, u), n)
+            tally("ranking", read is not None and read.value == order and read.guess is None)
+            correct = _unit("audit-verdict", seed, voice, i) < 0.5
+            verdict = parse_verdict(text.verdict(voice, correct, u))
+            tally("verdict", verdict is not None and verdict.value is correct and verdict.guess is None)
+            critiques = parse_critiques(text.critiques(voice, n, u), n)
+            tally(
+                "critiques", critiques is not None and sorted(critiques.value) == list(range(n)) and not critiques.guess
+            )
+        tally("ranking", parse_ranking(text.UNREADABLE_RANKING, 3) is None, "unreadable")
+        tally("verdict", parse_verdict(text.UNREADABLE_VERDICT) is None, "unreadable")
+        tally("critiques", parse_critiques(text.UNREADABLE_CRITIQUE, 3) is None, "unreadable")
+    return counts
 
 
 class _Odometer:

@@ -1,6 +1,11 @@
 """The search on the constructed landscape (benchmarks/landscape.py), where the true score of every
 architecture and the optimum of the space are known: how many trials each sampler needs to find a
-near-optimal architecture, and how many LM calls a whole search saves through the response cache."""
+near-optimal architecture, and how many LM calls a whole search saves through the response cache.
+
+The trials score architectures as `archon-search run` does: the simulated models write realistic text
+(benchmarks/landscape_text.py), the ops' real parsers read rankings, verdicts and critiques from it, and the
+real number scorer reads the final answer; the optimum is found by scoring every point of the space
+exhaustively with the landscape's exact expected score, which models each parser fallback the text causes."""
 
 from __future__ import annotations
 

@@ -1,19 +1,27 @@
-"""The constructed landscape: its ground truth agrees with its simulation, its optimum is no baseline, and
-TPE finds (near) that optimum more often than random search at the same trial count."""
+"""The constructed landscape: its simulated models write realistic text that the ops' real parsers read as
+meant (and fall back on where it states nothing), its ground truth agrees with its simulation through those
+parsers, its optimum is no baseline, and TPE finds (near) that optimum more often than random search at the
+same trial count."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import replace
 
 import optuna
 import pytest
 
-from archon_search.evaluate import evaluate
+from archon_search.evaluate import answer_item, evaluate, op_context
+from archon_search.executor import Executor
+from archon_search.ops.critic import parse_critiques
+from archon_search.ops.ranker import parse_ranking
+from archon_search.ops.verifier import parse_verdict
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.search.space import baselines, load_space, point_architecture, space_context, suggest_point
 from archon_search.validate import validate_text
-from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space
+from benchmarks import landscape_text as text
+from benchmarks.landscape import DEFAULT_MODELS, SPACE_FILE, Landscape, best_in_space, parse_audit
 
 BUDGET = 6
 EVERY_OP = """
@@ -32,6 +40,75 @@ layers:
   - verifier: {model: beta}
   - voter: {}
 """
+
+
+UNREAD_JUDGES = """
+name: unread-judges
+layers:
+  - generator: {model: alpha, samples: 3, temperature: 0.8}
+  - critic: {model: beta}
+  - ranker: {model: beta, top_k: 2}
+  - verifier: {model: beta}
+"""
+FIRST_SAMPLES = """
+name: first-samples
+layers:
+  - generator: {model: alpha, samples: 2, temperature: 0.8}
+"""
+
+
+def _style_draws(styles: tuple[str, ...]) -> list[float]:
+    """One draw per style of a voice (a draw u picks style int(u * len(styles)))."""
+    return [(i + 0.5) / len(styles) for i in range(len(styles))]
+
+
+@pytest.mark.parametrize("voice", ["alpha", "beta"])
+def test_every_reply_style_reads_back_through_the_real_parsers(voice):
+    order = [2, 0, 3, 1]
+    for u in _style_draws(text.RANKING_STYLES[voice]):
+        reply = text.ranking(voice, order, u)
+        # not the op's own `[2] > [1] > [3]` format: prose, JSON or a think block around it
+        assert not reply.startswith("[")
+        assert parse_ranking(reply, 4).value == order, reply
+    for u in _style_draws(text.VERDICT_STYLES[voice]):
+        for correct in (True, False):
+            reply = text.verdict(voice, correct, u)
+            assert parse_verdict(reply).value is correct, reply
+    for u in _style_draws(text.CRITIQUE_STYLES[voice]):
+        reply = text.critiques(voice, 3, u)
+        assert sorted(parse_critiques(reply, 3).value) == [0, 1, 2], reply
+    bench = Landscape(n_items=1).benchmark()
+    for u in _style_draws(text.ANSWER_STYLES[voice]):
+        reply = text.answer(voice, "q0", 1234567, u)
+        assert "Answer:" not in reply and bench.extract(reply) == "1234567", reply
+
+
+def test_the_parse_audit_finds_no_misread_and_counts_every_unreadable_reply():
+    counts = parse_audit(Landscape(n_items=1), draws=150)
+    assert all(found["misread"] == 0 for found in counts.values()), counts
+    assert counts["answer"]["meant"] == counts["ranking"]["meant"] == 2 * 150
+    assert all(counts[kind]["unreadable"] == 2 for kind in ("ranking", "verdict", "critiques")), counts
+
+
+def test_unreadable_judges_fall_back_in_the_ops_and_in_the_ground_truth():
+    models = dict(DEFAULT_MODELS, beta=replace(DEFAULT_MODELS["beta"], garble=1.0))
+    landscape = Landscape(n_items=30, seed=5, models=models)
+    checked = validate_text(UNREAD_JUDGES, models=landscape.model_specs())
+    bench = landscape.benchmark()
+    executor = Executor(checked, landscape.backends(), op_context(bench))
+    notes = {"critic": "no critique parsed", "ranker": "ranking unreadable", "verifier": "verdict unreadable"}
+    fallbacks = dict.fromkeys(notes, 0)
+    for item in landscape.items:
+        (turn,) = asyncio.run(answer_item(executor, bench, item))
+        for event in turn.state.events:
+            fallbacks[event["op"]] = fallbacks.get(event["op"], 0) + (
+                notes.get(event["op"], "?") in event.get("fallback", "")
+            )
+    assert fallbacks == {"generator": 0, "critic": 30, "ranker": 30, "verifier": 30}
+    # a ranker that says nothing keeps the incoming order: the architecture is worth its first two samples,
+    # of which the (unreadable) verifier keeps both and the first is the answer
+    first = validate_text(FIRST_SAMPLES, models=landscape.model_specs())
+    assert landscape.expected_score(checked) == pytest.approx(landscape.expected_score(first))
 
 
 @pytest.fixture(scope="module")

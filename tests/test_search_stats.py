@@ -7,7 +7,7 @@ import pytest
 
 from archon_search.evaluate import EvalResult, summarize
 from archon_search.executor import Usage
-from archon_search.search.report import _stats_note, compare, pass_at_k_table
+from archon_search.search.report import _stats_note, compare, pass_at_k_table, reading
 
 
 def _result(scores: list[float]) -> EvalResult:
@@ -47,3 +47,28 @@ def test_pass_at_k_and_coverage_come_from_the_first_layer_candidates():
     assert table[2] == pytest.approx((0 + 0.5 + 1) / 3)
     assert table[4] == pytest.approx(2 / 3)  # coverage: a correct candidate on 2 of the 3 questions
     assert pass_at_k_table(pd.DataFrame({"correct": [1.0]})) == []
+
+
+def _covered_result(scores: list[float], covered: list[float]) -> EvalResult:
+    result = _result(scores)
+    result.rows["covered"] = covered
+    return EvalResult(result.rows, summarize(result.rows, Usage(), 1.0))
+
+
+def test_the_reading_says_a_small_win_is_chance_and_what_selection_lost():
+    best = _covered_result([1.0] * 4 + [0.0] * 8, [1.0] * 9 + [0.0] * 3)
+    single = _covered_result([1.0] * 3 + [0.0] * 9, [1.0] * 3 + [0.0] * 9)
+    text = "\n".join(reading(compare(("best", 3, best), [("single call", 0, single)])))
+    assert "within chance" in text
+    assert "on 75.0% of the questions" in text and "33.3%" in text
+    assert "lost 41.7 points of what sampling found" in text
+    assert "12 test questions" in text
+
+
+def test_the_reading_calls_a_clear_win_reliable_and_a_loss_not_better():
+    best = _result([1.0] * 40 + [0.0] * 10)
+    weak = _result([0.0] * 40 + [1.0] * 10)
+    strong = _result([1.0] * 50)
+    lines = reading(compare(("best", 1, best), [("weak", 0, weak), ("strong", 2, strong)]))
+    assert any("weak" in line and "reliably better" in line for line in lines)
+    assert any("strong" in line and "is not better (-20.0 points" in line for line in lines)

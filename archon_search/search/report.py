@@ -32,6 +32,7 @@ class Comparison:
     calls_per_query: float
     tokens_per_query: float
     p_value: float | None = None
+    coverage: float | None = None
 
 
 def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, EvalResult]]) -> list[Comparison]:
@@ -50,7 +51,46 @@ def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, Eval
 
 def _comparison(label: str, number: int, result: EvalResult, p: float | None) -> Comparison:
     s = result.summary
-    return Comparison(label, number, s.n, s.accuracy, s.ci_low, s.ci_high, s.calls_per_query, s.tokens_per_query, p)
+    return Comparison(
+        label, number, s.n, s.accuracy, s.ci_low, s.ci_high, s.calls_per_query, s.tokens_per_query, p, s.coverage
+    )
+
+
+def reading(comparisons: list[Comparison]) -> list[str]:
+    """What the held-out numbers say in words: whether the best is reliably better than each baseline, and how much
+    of what its first layer found (coverage) its later layers kept (selected accuracy)."""
+    best, others = comparisons[0], comparisons[1:]
+    lines = ["### Reading", ""]
+    threshold = 0.05 / len(others) if others else 0.05
+    for other in others:
+        gap = best.accuracy - other.accuracy
+        if other.p_value is None or math.isnan(gap):
+            verdict = "cannot be compared on the same questions"
+        elif other.p_value < threshold:
+            verdict = f"is reliably better ({_points(gap)}, p {other.p_value:.3f} < {threshold:.3f})"
+        elif gap > 0:
+            verdict = f"scores {_points(gap)} more, but that is within chance (p {other.p_value:.3f})"
+        else:
+            verdict = f"is not better ({_points(gap)}, p {other.p_value:.3f})"
+        lines.append(f"- Against {other.label} (trial {other.number}) the best {verdict}.")
+    for c in comparisons:
+        if c.coverage is None or math.isnan(c.accuracy) or c.coverage <= c.accuracy:
+            continue
+        lines.append(
+            f"- {c.label}: its first layer had a correct candidate on {_pct(c.coverage)} of the questions, its final "
+            f"answer was correct on {_pct(c.accuracy)}: selection (ranking, fusing, voting) lost "
+            f"{(c.coverage - c.accuracy) * 100:.1f} points of what sampling found."
+        )
+    if best.n < 30:
+        lines.append(
+            f"- With {best.n} test questions a 95% interval is about ±{196 * (0.25 / best.n) ** 0.5:.0f} points wide "
+            "at 50%: only large differences can show; score more questions (`--limit`) to see smaller ones."
+        )
+    return lines + [""]
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f} points" if value else "0 points"
 
 
 def describe(checked: Validated) -> str:
@@ -174,6 +214,7 @@ def write_report(
                 c.label,
                 str(c.number),
                 f"{_pct(c.accuracy)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]",
+                "" if c.coverage is None else _pct(c.coverage),
                 f"{c.calls_per_query:.2f}",
                 f"{c.tokens_per_query:.0f}",
                 "" if c.p_value is None else f"{c.p_value:.3f}",
@@ -186,12 +227,14 @@ def write_report(
                 "architecture",
                 "trial",
                 "test accuracy [95% CI]",
+                "coverage",
                 "calls/query",
                 "tokens/query",
                 "p (best beats it by chance)",
             ],
         )
-        lines += ["", _stats_note(comparisons)]
+        lines += ["", _stats_note(comparisons), ""]
+        lines += reading(comparisons)
         lines += _pass_at_k(best_rows)
     else:
         lines.append("No held-out questions (too few items to split); the dev scores above are all there is.")
