@@ -236,6 +236,8 @@ def _summary_table(arch: str, bench: str, s):
         table.add_row("judge cost (USD)", f"{s.judge_cost:.4f}")
     if s.unscored:
         table.add_row("unscored (judge unreadable; left out of accuracy)", str(s.unscored))
+    if s.errors:
+        table.add_row("questions stopped by a failed request (scored wrong; see questions.csv)", str(s.errors))
     return table
 
 
@@ -385,7 +387,7 @@ def run(
     chunk: int | None = typer.Option(
         None,
         "--chunk",
-        help="Dev questions per chunk; weak trials are pruned between chunks (default: a third of dev, 4 to 16).",
+        help="Dev questions between pruning checks, counted in dev order (default: a third of dev, 4 to 16).",
     ),
     judge: str | None = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
 ) -> None:

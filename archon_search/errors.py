@@ -60,3 +60,8 @@ class BenchmarkError(ArchonError):
 
 class CallBudgetExceeded(ArchonError):
     """The executor was about to make more LM calls than the static count allows: a bug, never normal."""
+
+
+class ServerUnavailable(BackendError):
+    """A server that stayed unreachable, overloaded or rate limited through every retry: the request itself may be
+    fine, so a search stops (and a resume tries again) rather than scoring the question as the architecture's fault."""

@@ -14,10 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from archon_search.backends.base import Backend
-from archon_search.backends.openai_api import ServerUnavailable
 from archon_search.benchmarks.base import Benchmark, Item
 from archon_search.benchmarks.judged import JudgedBenchmark
-from archon_search.errors import ArchonError, BackendError
+from archon_search.errors import ArchonError, BackendError, ServerUnavailable
 from archon_search.executor import Executor, QueryResult, Stopped, Usage
 from archon_search.judge import Judgement
 from archon_search.metrics import accuracy_ci, results_frame, save_questions_csv
@@ -67,8 +66,8 @@ class EvalSummary:
 
 @dataclass(frozen=True)
 class ChunkDone:
-    """Where an evaluation stands once its first `questions` items (in item order) are done: their `scores` without
-    the NaN ones (unparsed judgements; the list may be empty), the LM `calls` they made and the `queries` they
+    """Where an evaluation stands once its first `questions` items (in item order) are done: their `scores` in item
+    order (NaN for an unparsed judgement), the LM `calls` they made and the `queries` they
     answered (a query is one turn of one item: multi-turn items run the architecture once per turn). Items further
     on may be done or in flight too; they are not counted until every item before them is done."""
 
@@ -293,8 +292,7 @@ class _Flow:
             self.ready += 1
             self.ready_calls += done.usage.calls
             self.ready_queries += done.row["turns"]
-            if not math.isnan(done.row["correct"]):
-                self.ready_scores.append(done.row["correct"])
+            self.ready_scores.append(done.row["correct"])
             if self.on_chunk is not None and (self.ready % self.chunk_size == 0 or self.ready == n):
                 self.on_chunk(ChunkDone(self.ready, list(self.ready_scores), self.ready_calls, self.ready_queries))
 

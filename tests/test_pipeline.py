@@ -14,11 +14,10 @@ import pytest
 from optuna.trial import TrialState
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.backends.openai_api import ServerUnavailable
 from archon_search.backends.scripted import last_user_message
 from archon_search.benchmarks.arith import Arith
 from archon_search.cache import CachedBackend
-from archon_search.errors import BackendError
+from archon_search.errors import BackendError, ServerUnavailable
 from archon_search.evaluate import ChunkDone, TooManyErrors, evaluate
 from archon_search.search.study import ERRORED, errored, requeue, tally
 from archon_search.spec import ScriptedModel
@@ -227,6 +226,9 @@ def test_a_search_records_an_erroring_trial_as_failed_goes_on_and_a_resume_does_
         "questions failed" in t.user_attrs[ERRORED] and "context window" in t.user_attrs[ERRORED] for t in failed
     )
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) + len(failed) == 6
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    said = table.set_index("number")["errored"]
+    assert all("context window" in said[t.number] for t in failed)
     # the same command again: the study is done, nothing is rerun
     search()
     again = optuna.load_study(study_name="arith-b4", storage=storage).get_trials()

@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_base
 
 from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.errors import BackendError
+from archon_search.errors import BackendError, ServerUnavailable
 from archon_search.spec import OpenAIModel
 
 log = logging.getLogger(__name__)
@@ -94,11 +94,6 @@ class WaitRetryAfter(wait_base):
 
 def _one_line(text: object, limit: int = 160) -> str:
     return " ".join(str(text).split())[:limit]
-
-
-class ServerUnavailable(BackendError):
-    """A server that stayed unreachable, overloaded or rate limited through every retry: the request itself may be
-    fine, so a search stops (and a resume tries again) rather than scoring the question as the architecture's fault."""
 
 
 class _NotSent(Exception):

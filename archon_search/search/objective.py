@@ -1,8 +1,8 @@
 """What a trial optimises, and how one trial turns its parameters into a scored architecture.
 
 A trial asks the space for a point (within the budget as asked), writes `archs/trial-N.yaml`, and scores it
-on the dev split in chunks; after each chunk a single-objective search reports the running accuracy so
-the pruner can stop a weak trial early. An architecture already scored by an earlier trial of the
+on the dev split, every question in flight at once; a single-objective search reports each question's score in
+dev order (step k is always question k), and every `chunk` questions the pruner may stop a weak trial early. An architecture already scored by an earlier trial of the
 study is not scored again: the trial takes that trial's result (`same_as`).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,12 +168,16 @@ class TrialRunner:
                 return
             # every trial reports each question's score at step = its index, so the paired pruner can
             # set a trial against the best one question by question; only a non-final chunk may prune
+            # set a trial against the best one question by question; only a non-final chunk may prune. An ungraded
+            # answer (NaN) reports nothing, so step k is question k of dev on every trial
             for step in range(reported, len(chunk.scores)):
-                trial.report(chunk.scores[step], step=step)
+                if not math.isnan(chunk.scores[step]):
+                    trial.report(chunk.scores[step], step=step)
             reported = len(chunk.scores)
-            if prunable and chunk.scores and chunk.questions < len(self.dev) and trial.should_prune():
-                accuracy = sum(chunk.scores) / len(chunk.scores)
-                why = f"behind the best trial question by question (sign test p < {PRUNE_P}) on {reported} questions"
+            graded = [x for x in chunk.scores if not math.isnan(x)]
+            if prunable and graded and chunk.questions < len(self.dev) and trial.should_prune():
+                accuracy = sum(graded) / len(graded)
+                why = f"behind the best trial question by question (sign test p < {PRUNE_P}) on {len(graded)} questions"
                 partial = {
                     "dev_score": accuracy,
                     "dev_n": chunk.questions,

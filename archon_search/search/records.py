@@ -102,6 +102,8 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
                 "unscored": r.get("unscored"),
                 "pruned": t.state == TrialState.PRUNED,
                 "pruned_because": r.get("pruned_because"),
+                # a trial failed for good by its own requests' errors (too many questions stopped): why
+                "errored": t.user_attrs.get("errored"),
                 "same_as": r.get("same_as"),
                 "retry_of": t.user_attrs.get("retry_of"),
                 "duration_s": duration,

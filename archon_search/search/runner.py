@@ -87,7 +87,7 @@ class SearchConfig:
     out: Path | None = None
     cache: Path | None = None
     no_cache: bool = False
-    #: dev questions per chunk (pruning happens between chunks); None: `chunk_for(len(dev))`
+    #: dev questions between pruning checks (counted in dev order); None: `chunk_for(len(dev))`
     chunk: int | None = None
     judge: str | None = None
 
