@@ -1,6 +1,9 @@
-"""The report's statistics: Wilson intervals at small n, the multiple-comparisons note, pass@k and coverage."""
+"""The report's statistics: Wilson intervals at small n, the paired comparison (NaN judgements left out), the
+multiple-comparisons note, the reading, pass@k and coverage."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 import pytest
@@ -72,3 +75,19 @@ def test_the_reading_calls_a_clear_win_reliable_and_a_loss_not_better():
     lines = reading(compare(("best", 1, best), [("weak", 0, weak), ("strong", 2, strong)]))
     assert any("weak" in line and "reliably better" in line for line in lines)
     assert any("strong" in line and "is not better (-20.0 points" in line for line in lines)
+
+
+def test_unparsed_judgements_are_left_out_of_accuracy_and_p_value():
+    nan = float("nan")
+    best = _result([1.0, 1.0, nan, 1.0, 0.0, 1.0])
+    other = _result([0.0, nan, 1.0, 0.0, 0.0, 0.0])
+    rows = compare(("best", 3, best), [("baseline one-call", 0, other)])
+    assert rows[0].accuracy == 0.8 and rows[0].ci_low <= 0.8 <= rows[0].ci_high
+    assert rows[1].accuracy == 0.2
+    assert rows[1].p_value is not None and 0.0 < rows[1].p_value < 0.5
+
+
+def test_nothing_scored_gives_nan_not_an_error():
+    nan = float("nan")
+    rows = compare(("best", 1, _result([nan, nan])), [("baseline", 0, _result([1.0, nan]))])
+    assert math.isnan(rows[0].accuracy) and rows[1].p_value is None
