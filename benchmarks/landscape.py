@@ -417,9 +417,9 @@ class SimBackend(Backend):
         self.calls += len(requests)
         out = []
         for request in requests:
-            text = self._answer(request)
+            reply = self._answer(request)
             prompt_words = sum(len(content.split()) for _, content in request.messages)
-            out.append(Completion(text=text, prompt_tokens=prompt_words, completion_tokens=len(text.split())))
+            out.append(Completion(text=reply, prompt_tokens=prompt_words, completion_tokens=len(reply.split())))
         return out
 
     def _answer(self, request: ChatRequest) -> str:

@@ -30,7 +30,7 @@ from archon_search.search.records import counted, result_of
 from archon_search.search.runner import DEFAULT_SPLIT_SEED, SearchConfig, chunk_for, run_search
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import make_pruner, make_sampler
-from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space
+from benchmarks.landscape import SPACE_FILE, Landscape, best_in_space, parse_audit
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,15 @@ REACH = 0.95
 
 @dataclass
 class Setup:
-    """The landscape, the space searched on it, and the space's true optimum (expected accuracy)."""
+    """The landscape, the space searched on it, the space's true optimum (expected accuracy), and how the ops'
+    parsers read the landscape's replies (`parse_audit`: per reply kind, meant / unreadable / misread)."""
 
     landscape: Landscape
     space: SearchSpace
     ctx: SpaceContext
     budget: int
     optimum: float
+    parsing: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def landscape_setup(n_items: int, budget: int) -> Setup:
@@ -54,7 +56,12 @@ def landscape_setup(n_items: int, budget: int) -> Setup:
     space = load_space(SPACE_FILE)
     ctx = space_context(space, landscape.model_specs(), budget, landscape.benchmark().kind)
     _, optimum = best_in_space(landscape, space, ctx)
-    return Setup(landscape, space, ctx, budget, optimum)
+    parsing = {kind: dict(counts) for kind, counts in parse_audit(landscape).items()}
+    misread = {kind: counts["misread"] for kind, counts in parsing.items() if counts.get("misread")}
+    if misread:
+        # the optimum assumes every reply reads as meant: a misread makes it wrong, so the figure is too
+        log.warning("the ops' parsers misread landscape replies: %s", misread)
+    return Setup(landscape, space, ctx, budget, optimum, parsing)
 
 
 @dataclass
