@@ -165,6 +165,8 @@ def _search(p: Params) -> dict[str, Any]:
                 "optimum": setup.optimum,
                 "reach": REACH,
                 "cap": p.cap,
+                # how the landscape's replies read back through the ops' real parsers (misread must stay 0)
+                "parsing": setup.parsing,
                 **{name: _reach(found) for name, found in reaches.items()},
             },
         },
