@@ -12,6 +12,7 @@ from archon_search.backends.base import ChatRequest
 from archon_search.backends.embedded import EmbeddedBackend, default_model_path, fit_messages, load_model
 from archon_search.cache import CachedBackend, ResponseCache
 from archon_search.errors import BackendError
+from archon_search.ops.verifier import VERDICT_SCHEMA
 from archon_search.spec import EmbeddedModel
 
 pytestmark = pytest.mark.embedded
@@ -98,13 +99,7 @@ def test_a_failure_mid_batch_carries_the_answers_made_before_it(monkeypatch):
 
 
 def test_a_json_schema_constrains_the_answer_to_valid_json():
-    schema = {
-        "title": "verdict",
-        "type": "object",
-        "properties": {"analysis": {"type": "string"}, "correct": {"type": "boolean"}},
-        "required": ["analysis", "correct"],
-        "additionalProperties": False,
-    }
+    schema = VERDICT_SCHEMA
     prompt = (
         'Is "2 + 2 = 4" correct? Reply with a JSON object: {"analysis": "<brief reasoning>", "correct": true or false}.'
     )

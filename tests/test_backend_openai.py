@@ -12,6 +12,7 @@ from servers.openai_stub import Reply, StubOpenAIServer, answer_text
 from archon_search.backends.base import ChatRequest, Completion
 from archon_search.backends.openai_api import OpenAIBackend, is_loopback
 from archon_search.errors import BackendError
+from archon_search.ops.verifier import VERDICT_SCHEMA
 from archon_search.spec import OpenAIModel
 
 KEY_ENV = "ARCHON_TEST_KEY"
@@ -166,13 +167,7 @@ def test_is_loopback(url, loopback):
 
 
 def test_a_json_schema_goes_out_as_response_format_only_where_declared():
-    schema = {
-        "title": "verdict",
-        "type": "object",
-        "properties": {"analysis": {"type": "string"}, "correct": {"type": "boolean"}},
-        "required": ["analysis", "correct"],
-        "additionalProperties": False,
-    }
+    schema = VERDICT_SCHEMA
     request = ChatRequest.of([{"role": "user", "content": "Is 2 + 2 = 4?"}], 0.0, 16, json_schema=schema)
     with StubOpenAIServer() as stub:
         declared = OpenAIModel(
