@@ -16,9 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from archon_search.errors import ArchitectureError, ArchonError
-from archon_search.render import plural
-from archon_search.validate import load_architecture, load_models_file
+from archon_search.core.errors import ArchitectureError, ArchonError
+from archon_search.lang.render import plural
+from archon_search.lang.validate import load_architecture, load_models_file
 
 app = typer.Typer(
     help="Search LLM inference architectures under a call budget, then export and serve the best.",
@@ -62,7 +62,7 @@ def _models(path: Path | None) -> dict | None:
 def _note_isolation(runs_code: bool) -> None:
     """Say once, before model-written code runs, which sandbox isolation it gets (and how to get the strongest)."""
     if runs_code:
-        from archon_search.sandbox import isolation_summary
+        from archon_search.scoring.sandbox import isolation_summary
 
         err_console.print(escape(isolation_summary()), highlight=False, soft_wrap=True)
 
@@ -107,7 +107,7 @@ def validate(
 
 
 def _cache(cache: Path | None, no_cache: bool):
-    from archon_search.cache import ResponseCache
+    from archon_search.runtime.cache import ResponseCache
 
     return None if no_cache else ResponseCache(cache)
 
@@ -117,7 +117,7 @@ def _split_seed(given: int | None, run_dir: Path | None, arch_file: Path) -> int
     archs/), else the default."""
     import json
 
-    from archon_search.export import RUN_FILE, read_run
+    from archon_search.search.export import RUN_FILE, read_run
     from archon_search.search.runner import DEFAULT_SPLIT_SEED
 
     if given is not None:
@@ -160,11 +160,11 @@ def eval_command(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from archon_search.backends.registry import BackendPool
-    from archon_search.benchmarks.base import split_items
-    from archon_search.benchmarks.judged import attach_judge
-    from archon_search.benchmarks.registry import get_benchmark
-    from archon_search.evaluate import evaluate
+    from archon_search.datasets.base import split_items
+    from archon_search.datasets.judged import attach_judge
+    from archon_search.datasets.registry import get_benchmark
+    from archon_search.eval.evaluate import evaluate
+    from archon_search.runtime.pool import BackendPool
 
     if split not in ("all", "dev", "test"):
         _fail(ArchonError(f"--split must be all, dev or test, not {split!r}"))
@@ -247,7 +247,7 @@ def _print_categories(rows) -> None:
 
     from rich.table import Table
 
-    from archon_search.judge import per_category
+    from archon_search.scoring.judge import per_category
 
     categories = per_category(rows)
     if categories.empty:
@@ -274,7 +274,7 @@ def show(
     models: Path | None = typer.Option(None, "--models", help="YAML file of model entries (wins on name clash)."),
 ) -> None:
     """Draw an architecture in the terminal: question, layers with their units, answer, and LM calls per query."""
-    from archon_search.render import render_architecture
+    from archon_search.lang.render import render_architecture
 
     try:
         checked = load_architecture(arch_file, _models(models))
@@ -291,7 +291,7 @@ def import_archon_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the YAML to this file instead of printing it."),
 ) -> None:
     """Convert an Archon JSON config into an architecture file, or say which rule keeps it from being one."""
-    from archon_search.archon_import import import_archon
+    from archon_search.lang.archon_import import import_archon
 
     with _reported():
         result = import_archon(config)
@@ -316,7 +316,7 @@ def export(
     models: Path | None = typer.Option(None, "--models", help="YAML file of model entries replacing the run's."),
 ) -> None:
     """Write a run's best architecture (or --trial N) as a self-contained YAML file, ready to validate and serve."""
-    from archon_search.export import export_run
+    from archon_search.search.export import export_run
 
     with _reported():
         exported = export_run(run, out, trial, _models(models))
@@ -342,10 +342,10 @@ def serve(
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
 ) -> None:
     """Serve an architecture as an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models, GET /health."""
-    from archon_search.api import Architecture
+    from archon_search.eval.task import describe
+    from archon_search.runtime.api import Architecture
     from archon_search.serve import api_key_from_env
     from archon_search.serve import serve as serve_forever
-    from archon_search.task import describe
 
     with _reported():
         key = api_key_from_env(api_key_env) if api_key_env else None
@@ -393,7 +393,7 @@ def run(
 ) -> None:
     """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
     against baselines, and write the run folder. The same command again resumes the study."""
-    from archon_search.benchmarks.registry import get_benchmark
+    from archon_search.datasets.registry import get_benchmark
     from archon_search.search.runner import SearchConfig, run_search
 
     config = SearchConfig(

@@ -32,8 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Self
 
-from archon_search.api import Answer, Architecture, ConversationError
-from archon_search.errors import ArchonError
+from archon_search.core.errors import ArchonError
+from archon_search.runtime.api import Answer, Architecture, ConversationError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     """The request fields the server reads; any other OpenAI field is accepted and ignored.
 
-    Messages are checked by `archon_search.api.conversation`, so the API and the server agree on what a
+    Messages are checked by `archon_search.runtime.api.conversation`, so the API and the server agree on what a
     conversation may hold.
     """
 

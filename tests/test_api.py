@@ -10,8 +10,9 @@ import time
 import pytest
 
 import archon_search
-from archon_search import Architecture, api
-from archon_search.api import ConversationError, conversation
+from archon_search import Architecture
+from archon_search.runtime import api
+from archon_search.runtime.api import ConversationError, conversation
 from archon_search.serve import BackgroundServer
 
 SCRIPTED = """
@@ -147,6 +148,6 @@ def test_default_cache_is_the_persistent_one_so_repeats_cost_no_call(write_file,
 
 
 def test_importing_the_package_does_not_load_the_api():
-    code = "import sys, archon_search; assert 'archon_search.api' not in sys.modules"
+    code = "import sys, archon_search; assert 'archon_search.runtime.api' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
     assert archon_search.Architecture is api.Architecture

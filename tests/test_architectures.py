@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.validate import load_architecture
+from archon_search.lang.validate import load_architecture
 
 ARCHITECTURES = Path(__file__).resolve().parent.parent / "architectures"
 FILES = sorted(ARCHITECTURES.glob("*.yaml"))

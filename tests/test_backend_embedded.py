@@ -8,12 +8,12 @@ import logging
 
 import pytest
 
-from archon_search.backends.base import ChatRequest
 from archon_search.backends.embedded import EmbeddedBackend, default_model_path, fit_messages, load_model
-from archon_search.cache import CachedBackend, ResponseCache
-from archon_search.errors import BackendError
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest
+from archon_search.lang.spec import EmbeddedModel
 from archon_search.ops.verifier import VERDICT_SCHEMA
-from archon_search.spec import EmbeddedModel
+from archon_search.runtime.cache import CachedBackend, ResponseCache
 
 pytestmark = pytest.mark.embedded
 

@@ -9,11 +9,11 @@ import time
 import pytest
 from servers.openai_stub import Reply, StubOpenAIServer, answer_text
 
-from archon_search.backends.base import ChatRequest, Completion
 from archon_search.backends.openai_api import OpenAIBackend, is_loopback
-from archon_search.errors import BackendError
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import OpenAIModel
 from archon_search.ops.verifier import VERDICT_SCHEMA
-from archon_search.spec import OpenAIModel
 
 KEY_ENV = "ARCHON_TEST_KEY"
 

@@ -6,14 +6,15 @@ import asyncio
 
 import pytest
 
-from archon_search.backends.base import ChatRequest
 from archon_search.backends.embedded import EmbeddedBackend
 from archon_search.backends.openai_api import OpenAIBackend
-from archon_search.backends.registry import BackendPool, cost_usd, make_backend
+from archon_search.backends.pricing import cost_usd
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.cache import ResponseCache
-from archon_search.errors import BackendError
-from archon_search.spec import EmbeddedModel, OpenAIModel, ScriptedModel
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest
+from archon_search.lang.spec import EmbeddedModel, OpenAIModel, ScriptedModel
+from archon_search.runtime.cache import ResponseCache
+from archon_search.runtime.pool import BackendPool, make_backend
 
 LOCAL_API = OpenAIModel(backend="openai", model="m", base_url="http://127.0.0.1:9/v1", price_in=2.0, price_out=8.0)
 SCRIPT = ScriptedModel(backend="scripted", responses=["yes", "no"])

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from archon_search.backends.base import ChatRequest
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.errors import BackendError
-from archon_search.spec import ScriptedModel
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest
+from archon_search.lang.spec import ScriptedModel
 
 
 def scripted(**fields) -> ScriptedBackend:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from archon_search.backends import vllm as vllm_backend
-from archon_search.backends.base import ChatRequest
 from archon_search.backends.vllm import VLLMBackend
-from archon_search.errors import BackendError
-from archon_search.spec import VLLMModel
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest
+from archon_search.lang.spec import VLLMModel
 
 SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
 
@@ -277,5 +277,5 @@ def test_missing_vllm_is_a_one_line_error(monkeypatch):
 
 
 def test_importing_the_module_does_not_import_vllm():
-    code = "import sys, archon_search.backends.registry; assert 'vllm' not in sys.modules"
+    code = "import sys, archon_search.runtime.pool; assert 'vllm' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from archon_search.benchmarks.answers import (
+from archon_search.scoring.answers import (
     extract_code,
     extract_number,
     extract_text_answer,

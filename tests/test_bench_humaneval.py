@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from archon_search.benchmarks.humaneval import HumanEval
+from archon_search.datasets.humaneval import HumanEval
 
 BENCH = HumanEval()
 ITEMS = BENCH.load()

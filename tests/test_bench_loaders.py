@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.benchmarks.arith import Arith
-from archon_search.benchmarks.base import split_items
-from archon_search.benchmarks.gsm8k import gsm8k_reference
-from archon_search.benchmarks.registry import benchmark_names, get_benchmark
-from archon_search.errors import BenchmarkError
+from archon_search.core.errors import BenchmarkError
+from archon_search.datasets.arith import Arith
+from archon_search.datasets.base import split_items
+from archon_search.datasets.gsm8k import gsm8k_reference
+from archon_search.datasets.registry import benchmark_names, get_benchmark
 
 DATA = Path(os.environ.get("ARCHON_TEST_DATA", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found in {DATA}")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.benchmarks.registry import get_benchmark
-from archon_search.errors import BenchmarkError
+from archon_search.core.errors import BenchmarkError
+from archon_search.datasets.registry import get_benchmark
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "benchmarks" / "example-math.yaml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example-math.yaml"
 
 
 def _bench(tmp_path: Path, records: list[dict], **fields: object) -> Path:

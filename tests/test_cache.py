@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.backends.base import ChatRequest, Completion
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.cache import CachedBackend, ResponseCache, cache_key, default_cache_path
-from archon_search.errors import BackendError
-from archon_search.spec import ScriptedModel
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import ScriptedModel
+from archon_search.runtime.cache import CachedBackend, ResponseCache, cache_key, default_cache_path
 
 
 def counting_backend() -> ScriptedBackend:

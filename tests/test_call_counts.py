@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from archon_search.graph import ANSWER, QUESTION, build_graph, calls_per_query
-from archon_search.validate import validate_text
+from archon_search.lang.graph import ANSWER, QUESTION, build_graph, calls_per_query
+from archon_search.lang.validate import validate_text
 
 E = "embedded"
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archon_search.cli import app
-from archon_search.validate import load_architecture
+from archon_search.lang.validate import load_architecture
 
 REFUSED = """\
 name: bad

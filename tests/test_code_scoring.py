@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from archon_search.benchmarks.humaneval import HumanEval
-from archon_search.benchmarks.scorers import get_scorer, join_solution, run_check
 from archon_search.cli import app
-from archon_search.evaluate import question_text
+from archon_search.datasets.humaneval import HumanEval
+from archon_search.eval.evaluate import question_text
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import validate_text
 from archon_search.ops import Candidate, OpContext, QueryState
 from archon_search.ops.unit_test_evaluator import UnitTestEvaluator, question_code
-from archon_search.sandbox import isolation_summary
-from archon_search.spec import ScriptedModel
-from archon_search.validate import validate_text
+from archon_search.scoring.sandbox import isolation_summary
+from archon_search.scoring.scorers import get_scorer, join_solution, run_check
 
 BENCH = HumanEval()
 ITEM = BENCH.load()[0]  # has_close_elements(numbers: List[float], threshold: float) -> bool

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archon_search.benchmarks.answers import extract_code, extract_number, extract_text_answer, last_boxed
 from archon_search.ops.critic import parse_critiques
 from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
+from archon_search.scoring.answers import extract_code, extract_number, extract_text_answer, last_boxed
 
 CORPUS = Path(__file__).parent / "corpus"
 EXTRACTORS = {"number": extract_number, "text": extract_text_answer, "math": last_boxed, "code": extract_code}

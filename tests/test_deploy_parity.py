@@ -21,19 +21,19 @@ from servers.openai_stub import StubOpenAIServer
 from typer.testing import CliRunner
 
 from archon_search import Architecture
-from archon_search.backends.base import ChatRequest
-from archon_search.backends.registry import BackendPool
-from archon_search.benchmarks.registry import get_benchmark
-from archon_search.benchmarks.scorers import NUMBER_INSTRUCTION
 from archon_search.cli import app
-from archon_search.errors import ArchitectureError
-from archon_search.evaluate import evaluate
-from archon_search.export import export_run
+from archon_search.core.errors import ArchitectureError
+from archon_search.core.messages import ChatRequest
+from archon_search.datasets.registry import get_benchmark
+from archon_search.eval.evaluate import evaluate
+from archon_search.eval.task import as_scored, describe, task_context, task_of, with_instruction
+from archon_search.lang.spec import Task
+from archon_search.lang.validate import load_architecture, validate_text
+from archon_search.runtime.pool import BackendPool
+from archon_search.scoring.scorers import NUMBER_INSTRUCTION
+from archon_search.search.export import export_run
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.serve import BackgroundServer
-from archon_search.spec import Task
-from archon_search.task import as_scored, describe, task_context, task_of, with_instruction
-from archon_search.validate import load_architecture, validate_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DESIGN = REPO_ROOT.parent / "shared" / "DESIGN.md"
@@ -85,7 +85,9 @@ def user_benchmark(root: Path) -> Path:
     data = root / "tally.jsonl"
     data.write_text("".join(json.dumps({"id": f"t{i}", "q": q, "a": 4}) + "\n" for i, q in enumerate(QUESTIONS)))
     bench = root / "tally.yaml"
-    bench.write_text("name: tally\ndata: tally.jsonl\nprompt_field: q\nreference_field: a\nid_field: id\nscorer: number\n")
+    bench.write_text(
+        "name: tally\ndata: tally.jsonl\nprompt_field: q\nreference_field: a\nid_field: id\nscorer: number\n"
+    )
     return bench
 
 
@@ -180,14 +182,21 @@ def test_the_first_user_message_gets_the_instruction_once():
     ]
     question, asked = as_scored(task, "And times 3?", history)
     assert question == "And times 3?"
-    assert asked[1]["content"] == f"What is 2 + 2?\n\n{NUMBER_INSTRUCTION}" and history[1]["content"] == "What is 2 + 2?"
+    assert (
+        asked[1]["content"] == f"What is 2 + 2?\n\n{NUMBER_INSTRUCTION}" and history[1]["content"] == "What is 2 + 2?"
+    )
     assert with_instruction(asked[1]["content"], NUMBER_INSTRUCTION) == asked[1]["content"]
     assert as_scored(Task(benchmark="x", instruction=""), "  hi ", history) == ("  hi ", history)
 
 
 @pytest.mark.parametrize(
     ("bench", "kind", "answer_format"),
-    [("math", "answer", "math"), ("gsm8k", "answer", "number"), ("humaneval", "code", "code"), ("mt-bench", "judge", None)],
+    [
+        ("math", "answer", "math"),
+        ("gsm8k", "answer", "number"),
+        ("humaneval", "code", "code"),
+        ("mt-bench", "judge", None),
+    ],
 )
 def test_the_task_of_each_builtin_benchmark_rebuilds_its_context(bench, kind, answer_format):
     benchmark = get_benchmark(bench)
@@ -205,7 +214,10 @@ def test_the_task_round_trips_through_the_file_and_bad_ones_are_one_line_errors(
     assert validate_text(yaml.safe_dump(checked.arch.to_yaml_obj())).arch == checked.arch
     for task, says in (
         ({"benchmark": "x", "answer_format": "roman"}, "answer_format"),
-        ({"benchmark": "x", "kind": "code", "answer_format": "number"}, "kind: code and answer_format: code go together"),
+        (
+            {"benchmark": "x", "kind": "code", "answer_format": "number"},
+            "kind: code and answer_format: code go together",
+        ),
         ({"benchmark": "x", "kind": "judge", "answer_format": "exact"}, "no answer_format"),
         ({"kind": "answer"}, "benchmark"),
         ({"benchmark": "x", "scorer": "number"}, "scorer"),
@@ -228,7 +240,7 @@ def test_exporting_an_older_run_adds_its_builtin_benchmarks_task(tmp_path, caplo
     write_arch(run / "archs" / "trial-0.yaml", VOTER)
     for bench, expected in (("gsm8k", task_of(get_benchmark("gsm8k"))), ("tally", None)):
         (run / "run.json").write_text(json.dumps({"bench": bench, "best_trial": 0, "trials": [{"number": 0}]}))
-        with caplog.at_level(logging.WARNING, logger="archon_search.export"):
+        with caplog.at_level(logging.WARNING, logger="archon_search.search.export"):
             exported = export_run(run, tmp_path / f"{bench}.yaml")
         assert exported.checked.arch.task == expected
         assert load_architecture(exported.path).arch.task == expected

@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from archon_search.backends.registry import BackendPool
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.cache import CachedBackend, ResponseCache
-from archon_search.errors import BackendError, CallBudgetExceeded
-from archon_search.executor import Executor
+from archon_search.core.errors import BackendError, CallBudgetExceeded
+from archon_search.lang.spec import OpenAIModel, ScriptedModel
+from archon_search.lang.validate import validate_text
 from archon_search.ops import OpContext, QueryState
-from archon_search.spec import OpenAIModel, ScriptedModel
-from archon_search.validate import validate_text
+from archon_search.runtime.cache import CachedBackend, ResponseCache
+from archon_search.runtime.executor import Executor
+from archon_search.runtime.pool import BackendPool
 
 
 def last_number(text):

@@ -11,16 +11,16 @@ import yaml
 from typer.testing import CliRunner
 
 from archon_search import Architecture
-from archon_search.backends.registry import BackendPool
-from archon_search.benchmarks.registry import get_benchmark
-from archon_search.benchmarks.scorers import NUMBER_INSTRUCTION
-from archon_search.cache import ResponseCache
 from archon_search.cli import app
-from archon_search.evaluate import evaluate
-from archon_search.export import ExportError, export_run, read_run
+from archon_search.datasets.registry import get_benchmark
+from archon_search.eval.evaluate import evaluate
+from archon_search.eval.task import task_of
+from archon_search.lang.validate import load_architecture
+from archon_search.runtime.cache import ResponseCache
+from archon_search.runtime.pool import BackendPool
+from archon_search.scoring.scorers import NUMBER_INSTRUCTION
+from archon_search.search.export import ExportError, export_run, read_run
 from archon_search.serve import BackgroundServer
-from archon_search.task import task_of
-from archon_search.validate import load_architecture
 
 SECRET = "sk-very-secret-value"
 GSM8K = Path("/work/shared/data/gsm8k_test.jsonl")
@@ -102,7 +102,12 @@ def test_exports_the_best_trial_with_a_header_and_full_model_entries(tmp_path, m
         "max_concurrency": 16,
         "structured_output": False,
     }
-    assert body["task"] == {"benchmark": "gsm8k", "kind": "answer", "answer_format": "number", "instruction": NUMBER_INSTRUCTION}
+    assert body["task"] == {
+        "benchmark": "gsm8k",
+        "kind": "answer",
+        "answer_format": "number",
+        "instruction": NUMBER_INSTRUCTION,
+    }
     assert "serving appends task.instruction to the first user message" in text
 
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from archon_search.archon_import import PLACEHOLDER_BASE_URL, import_archon, slugify
-from archon_search.errors import ArchitectureError, ArchonError
-from archon_search.validate import validate_text
+from archon_search.core.errors import ArchitectureError, ArchonError
+from archon_search.lang.archon_import import PLACEHOLDER_BASE_URL, import_archon, slugify
+from archon_search.lang.validate import validate_text
 
 
 def unit(type_: str, model: str = "gpt-4o", model_type: str = "OpenAI_API", **fields) -> dict:

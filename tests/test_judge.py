@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 
 from archon_search.backends.base import Backend
-from archon_search.backends.registry import BackendPool
 from archon_search.backends.scripted import ScriptedBackend, last_user_message
-from archon_search.benchmarks.base import Item
-from archon_search.benchmarks.judged import JudgedBenchmark, attach_judge
-from archon_search.errors import BenchmarkError
-from archon_search.evaluate import evaluate
-from archon_search.judge import GRADE_REMINDER, VERDICT_REMINDER, JudgeScorer, per_category
-from archon_search.spec import ScriptedModel
-from archon_search.validate import validate_text
+from archon_search.core.errors import BenchmarkError
+from archon_search.core.items import Item
+from archon_search.datasets.judged import JudgedBenchmark, attach_judge
+from archon_search.eval.evaluate import evaluate
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import validate_text
+from archon_search.runtime.pool import BackendPool
+from archon_search.scoring.judge import GRADE_REMINDER, VERDICT_REMINDER, JudgeScorer, per_category
 
 
 class Recording(Backend):

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from archon_search.backends.registry import BackendPool
-from archon_search.benchmarks.judged import OpenEndedBenchmark, attach_judge
-from archon_search.benchmarks.registry import get_benchmark
-from archon_search.errors import BenchmarkError
-from archon_search.evaluate import evaluate
-from archon_search.spec import ScriptedModel
-from archon_search.validate import validate_text
+from archon_search.core.errors import BenchmarkError
+from archon_search.datasets.judged import OpenEndedBenchmark, attach_judge
+from archon_search.datasets.registry import get_benchmark
+from archon_search.eval.evaluate import evaluate
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import validate_text
+from archon_search.runtime.pool import BackendPool
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "benchmarks" / "example-open-ended.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "example-open-ended.yaml"
 
 
 def test_example_file_loads_with_references_baselines_and_a_two_turn_item():

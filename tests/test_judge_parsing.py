@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from archon_search.judge import (
+from archon_search.scoring.judge import (
     Judgement,
     TurnJudgement,
     fence,

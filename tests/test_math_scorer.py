@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from archon_search.benchmarks.answers import last_boxed
-from archon_search.benchmarks.base import Item
-from archon_search.benchmarks.mathverify import canonical_latex, math_equal
-from archon_search.benchmarks.scorers import MathScorer
+from archon_search.core.items import Item
+from archon_search.scoring.answers import last_boxed
+from archon_search.scoring.mathverify import canonical_latex, math_equal
+from archon_search.scoring.scorers import MathScorer
 
 EQUIVALENT = [
     (r"\frac{1}{2}", "0.5"),

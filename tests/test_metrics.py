@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from archon_search.metrics import (
+from archon_search.eval.metrics import (
     QUESTION_COLUMNS,
     accuracy_ci,
     coverage,

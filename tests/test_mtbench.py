@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.backends.registry import BackendPool
-from archon_search.benchmarks.judged import attach_judge
-from archon_search.benchmarks.mtbench import MtBench, find_references
-from archon_search.errors import BenchmarkError
-from archon_search.evaluate import evaluate
-from archon_search.judge import per_category
-from archon_search.validate import validate_text
+from archon_search.core.errors import BenchmarkError
+from archon_search.datasets.judged import attach_judge
+from archon_search.datasets.mtbench import MtBench, find_references
+from archon_search.eval.evaluate import evaluate
+from archon_search.lang.validate import validate_text
+from archon_search.runtime.pool import BackendPool
+from archon_search.scoring.judge import per_category
 
 DATA = Path("/work/shared/data")
 QUESTIONS = DATA / "mt_bench_questions.jsonl"

@@ -10,16 +10,16 @@ import pytest
 import yaml
 from test_ops_probes import SCRIPTED, apply, op_for, state_with
 
-from archon_search.backends.base import Completion
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.executor import Executor
+from archon_search.core.messages import Completion
+from archon_search.lang.spec import EmbeddedModel, OpenAIModel, ScriptedModel, VLLMModel
+from archon_search.lang.validate import validate_text
 from archon_search.ops import OpContext
 from archon_search.ops.base import CHARS_PER_TOKEN, CUT_MARK
 from archon_search.ops.critic import critiques_schema
 from archon_search.ops.ranker import ranking_schema
 from archon_search.ops.verifier import VERDICT_SCHEMA
-from archon_search.spec import EmbeddedModel, OpenAIModel, ScriptedModel, VLLMModel
-from archon_search.validate import validate_text
+from archon_search.runtime.executor import Executor
 
 
 # Judging ops' own temperature and max_tokens.

@@ -10,11 +10,11 @@ import asyncio
 
 import pytest
 
-from archon_search.backends.base import Completion
-from archon_search.benchmarks.answers import extract_number
+from archon_search.core.messages import Completion
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import validate_text
 from archon_search.ops import OPS, Candidate, OpContext, QueryState
-from archon_search.spec import ScriptedModel
-from archon_search.validate import validate_text
+from archon_search.scoring.answers import extract_number
 
 SCRIPTED = ScriptedModel(backend="scripted")
 

@@ -13,15 +13,16 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from archon_search.backends.base import Backend, ChatRequest, Completion
+from archon_search.backends.base import Backend
 from archon_search.backends.scripted import last_user_message
-from archon_search.benchmarks.arith import Arith
-from archon_search.cache import CachedBackend
-from archon_search.errors import BackendError, ServerUnavailable
-from archon_search.evaluate import ChunkDone, TooManyErrors, evaluate
+from archon_search.core.errors import BackendError, ServerUnavailable
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.datasets.arith import Arith
+from archon_search.eval.evaluate import ChunkDone, TooManyErrors, evaluate
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import validate_text
+from archon_search.runtime.cache import CachedBackend
 from archon_search.search.study import ERRORED, errored, requeue, tally
-from archon_search.spec import ScriptedModel
-from archon_search.validate import validate_text
 
 ITEMS = Arith(size=8, seed=3).load()
 REFERENCE = {item.prompt.strip(): item.reference for item in ITEMS}
@@ -205,7 +206,7 @@ class GeneratorsOnly(Keyed):
 
 
 def test_a_search_records_an_erroring_trial_as_failed_goes_on_and_a_resume_does_not_retry_it(tmp_path):
-    from archon_search.evaluate import question_text
+    from archon_search.eval.evaluate import question_text
     from archon_search.search.runner import SearchConfig, run_search
 
     bench = Arith(size=8, seed=3)

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
-from archon_search.errors import ArchitectureError
-from archon_search.spec import OpenAIModel
-from archon_search.validate import Validated, validate_text
+from archon_search.core.errors import ArchitectureError
+from archon_search.lang.spec import OpenAIModel
+from archon_search.lang.validate import Validated, validate_text
 
 FILE = "arch.yaml"
 GEN = {"generator": {"model": "embedded", "samples": 2}}

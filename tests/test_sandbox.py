@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.sandbox import MAX_OUTPUT_CHARS, Isolation, _run, arun_python, run_python, sandbox_info
+from archon_search.scoring.sandbox import MAX_OUTPUT_CHARS, Isolation, _run, arun_python, run_python, sandbox_info
 
 INFO = sandbox_info()
 needs_network_isolation = pytest.mark.skipif(

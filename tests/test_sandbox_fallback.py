@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import archon_search
-from archon_search.errors import ArchonError
-from archon_search.sandbox import (
+from archon_search.core.errors import ArchonError
+from archon_search.scoring.sandbox import (
     MAX_PROCESSES,
     SANDBOX_ENV,
     UNPRIVILEGED_UID,

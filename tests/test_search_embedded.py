@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archon_search.cli import app
-from archon_search.validate import load_architecture
+from archon_search.lang.validate import load_architecture
 
 pytestmark = pytest.mark.embedded
 

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from archon_search.benchmarks.base import Item, split_items
-from archon_search.benchmarks.mtbench import MtBench
 from archon_search.cli import app
-from archon_search.judge import GRADE_REMINDER
-from archon_search.validate import load_architecture
+from archon_search.core.items import Item
+from archon_search.datasets.base import split_items
+from archon_search.datasets.mtbench import MtBench
+from archon_search.lang.validate import load_architecture
+from archon_search.scoring.judge import GRADE_REMINDER
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "mt_bench_questions.jsonl"
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.skipif(not QUESTIONS.is_file(), reason=f"MT-Bench data 
 
 
 def score(grade: float) -> float:
-    """What the search sees of a 1-10 grade (archon_search.judge.normalized)."""
+    """What the search sees of a 1-10 grade (archon_search.scoring.judge.normalized)."""
     return (grade - 1) / 9
 
 
@@ -199,7 +200,7 @@ def test_unreadable_judgements_are_left_out_not_scored_zero(tmp_path, caplog):
     # the judge writes no grade at all for one dev and one test question (not even when reminded)
     garbage = "I would rather talk about the weather."
     judge = {needle(dev[0]): garbage, needle(test[0]): garbage, GRADE_REMINDER[:40]: "Still no opinion."}
-    with caplog.at_level("WARNING", logger="archon_search.judge"):
+    with caplog.at_level("WARNING", logger="archon_search.scoring.judge"):
         result = search(tmp_path, models_file(tmp_path / "M.yaml", judge | FAIR_JUDGE, ["Rating: [[5]]"]))
     assert result.exit_code == 0, result.output
     out = tmp_path / "run"
@@ -238,7 +239,7 @@ def test_a_judge_that_never_grades_is_not_read_as_zero_scores(tmp_path):
 
 def test_the_judge_named_in_a_benchmark_file_is_not_searched_either(tmp_path):
     bench = tmp_path / "open.yaml"
-    data = REPO_ROOT / "benchmarks" / "example-open-ended.jsonl"
+    data = REPO_ROOT / "examples" / "example-open-ended.jsonl"
     bench.write_text(
         yaml.safe_dump(
             {

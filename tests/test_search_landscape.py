@@ -11,17 +11,17 @@ from dataclasses import replace
 
 import optuna
 import pytest
+from perf import landscape_text as text
 
-from archon_search.evaluate import answer_item, evaluate, op_context
-from archon_search.executor import Executor
+from archon_search.eval.evaluate import answer_item, evaluate, op_context
+from archon_search.lang.validate import validate_text
 from archon_search.ops.critic import parse_critiques
 from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
+from archon_search.runtime.executor import Executor
 from archon_search.search.space import baselines, load_space, point_architecture, space_context, suggest_point
-from archon_search.validate import validate_text
-from benchmarks import landscape_text as text
-from benchmarks.landscape import DEFAULT_MODELS, SPACE_FILE, Landscape, best_in_space, parse_audit
-from benchmarks.speed_search import Setup, trials_to_reach
+from perf.landscape import DEFAULT_MODELS, SPACE_FILE, Landscape, best_in_space, parse_audit
+from perf.speed_search import Setup, trials_to_reach
 
 BUDGET = 6
 EVERY_OP = """
@@ -145,7 +145,7 @@ def test_the_optimum_of_the_small_space_mixes_models_and_beats_every_baseline(op
 def test_tpe_reaches_the_optimum_in_fewer_trials_than_random_search(optimum):
     landscape, space, ctx, (_, score) = optimum
     setup = Setup(landscape, space, ctx, BUDGET, score)
-    # the median TPE search needs 36 trials to reach 95% of the optimum, random search 160 (benchmarks/speed.py)
+    # the median TPE search needs 36 trials to reach 95% of the optimum, random search 160 (perf/speed.py)
     cap = 60
     reach = {
         sampler: [trials_to_reach(setup, sampler, seed, cap) for seed in range(4)] for sampler in ("tpe", "random")

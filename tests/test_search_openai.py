@@ -17,10 +17,11 @@ import yaml
 from servers.openai_stub import Reply, StubOpenAIServer
 from typer.testing import CliRunner
 
-from archon_search.benchmarks.base import Item, split_items
-from archon_search.benchmarks.math500 import Math500
 from archon_search.cli import app
-from archon_search.validate import load_architecture
+from archon_search.core.items import Item
+from archon_search.datasets.base import split_items
+from archon_search.datasets.math500 import Math500
+from archon_search.lang.validate import load_architecture
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MATH500 = REPO_ROOT.parent / "shared" / "data" / "math500.jsonl"

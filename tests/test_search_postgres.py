@@ -78,7 +78,7 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(postgre
             [
                 sys.executable,
                 "-m",
-                "benchmarks.landscape",
+                "perf.landscape",
                 "--storage",
                 postgres_url,
                 "--study",

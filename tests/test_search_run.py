@@ -20,13 +20,13 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from archon_search.cli import app
+from archon_search.lang.validate import load_architecture
 from archon_search.search.objective import SearchError
 from archon_search.search.records import public_url
 from archon_search.search.runner import SearchConfig, chunk_for, run_search
 from archon_search.search.space import baselines, load_space, space_context
 from archon_search.search.study import discard_reason
-from archon_search.validate import load_architecture
-from benchmarks.landscape import SPACE_FILE, Landscape
+from perf.landscape import SPACE_FILE, Landscape
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 6
@@ -163,7 +163,7 @@ def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_pa
         [
             sys.executable,
             "-m",
-            "benchmarks.landscape",
+            "perf.landscape",
             "--trials",
             "40",
             "--items",

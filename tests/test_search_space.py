@@ -5,6 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from archon_search.lang.spec import ScriptedModel
+from archon_search.lang.validate import check_architecture
 from archon_search.search.space import (
     FuseUnit,
     GenUnit,
@@ -17,8 +19,6 @@ from archon_search.search.space import (
     space_context,
     suggest_point,
 )
-from archon_search.spec import ScriptedModel
-from archon_search.validate import check_architecture
 
 MODELS = {"small": ScriptedModel(backend="scripted"), "large": ScriptedModel(backend="scripted")}
 KNOWN_PARAMS = {

@@ -8,8 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from archon_search.evaluate import EvalResult, summarize
-from archon_search.executor import Usage
+from archon_search.core.usage import Usage
+from archon_search.eval.evaluate import EvalResult, summarize
 from archon_search.search.report import _stats_note, compare, pass_at_k_table, reading
 
 

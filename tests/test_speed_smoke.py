@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from archon_search.backends.base import ChatRequest
 from archon_search.backends.scripted import ScriptedBackend
-from archon_search.cache import CachedBackend
-from archon_search.spec import ScriptedModel
+from archon_search.core.messages import ChatRequest
+from archon_search.lang.spec import ScriptedModel
+from archon_search.runtime.cache import CachedBackend
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = [
@@ -46,9 +46,9 @@ HEADLINES = (
 
 
 def suite(*args: str) -> dict:
-    """Run `python -m benchmarks.speed` from the repository root; its stdout must be one JSON object."""
+    """Run `python -m perf.speed` from the repository root; its stdout must be one JSON object."""
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", *TINY, *args],
+        [sys.executable, "-m", "perf.speed", *TINY, *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -100,7 +100,7 @@ def test_embedded_figure_compares_the_same_outputs():
 
 def test_unknown_figure_is_refused_in_one_line():
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", "--only", "nope"],
+        [sys.executable, "-m", "perf.speed", "--only", "nope"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archon_search.errors import ArchitectureError
-from archon_search.spec import OPS
-from archon_search.validate import Validated, check_architecture, validate_text
+from archon_search.core.errors import ArchitectureError
+from archon_search.lang.spec import OPS
+from archon_search.lang.validate import Validated, check_architecture, validate_text
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.errors import BackendError
-from archon_search.spec import EmbeddedModel
+from archon_search.backends.base import Backend
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import EmbeddedModel
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.wait import wait_base
 
-from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.errors import BackendError, ServerUnavailable
-from archon_search.spec import OpenAIModel
+from archon_search.backends.base import Backend
+from archon_search.core.errors import BackendError, ServerUnavailable
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import OpenAIModel
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 
-from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.errors import BackendError
-from archon_search.spec import ScriptedModel
+from archon_search.backends.base import Backend
+from archon_search.core.errors import BackendError
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import ScriptedModel
 
 
 def last_user_message(request: ChatRequest) -> str:

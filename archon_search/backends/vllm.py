@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from archon_search.backends.base import Backend, ChatRequest, Completion
-from archon_search.errors import BackendError
-from archon_search.loop_thread import LoopThread
-from archon_search.spec import VLLMModel
+from archon_search.backends.base import Backend
+from archon_search.core.errors import BackendError
+from archon_search.core.loop_thread import LoopThread
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import VLLMModel
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from archon_search.backends.base import ChatRequest, Completion
-from archon_search.benchmarks.answers import split_thinking
-from archon_search.spec import Architecture, Layer, ModelSpec, Unit
+from archon_search.core.messages import ChatRequest, Completion
+from archon_search.lang.spec import Architecture, Layer, ModelSpec, Unit
+from archon_search.scoring.answers import split_thinking
 
 log = logging.getLogger(__name__)
 

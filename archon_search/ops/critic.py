@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from archon_search.backends.base import Completion
+from archon_search.core.messages import Completion
 from archon_search.ops.base import (
     Candidate,
     Op,

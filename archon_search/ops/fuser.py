@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archon_search.backends.base import Completion
+from archon_search.core.messages import Completion
 from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState, numbered
 
 FUSER_PROMPT = """You are given a question and several candidate responses to it, possibly with critiques.

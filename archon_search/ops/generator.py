@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from archon_search.backends.base import Completion
+from archon_search.core.messages import Completion
 from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState
 
 GENERATOR_SYSTEM = "You are a helpful, careful assistant. Think step by step, then answer."

@@ -21,15 +21,16 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
-from archon_search.benchmarks.base import Benchmark, Item
-from archon_search.errors import ArchonError
-from archon_search.evaluate import ChunkDone, evaluate
-from archon_search.export import ARCHS_DIR
+from archon_search.core.errors import ArchonError
+from archon_search.core.items import Item
+from archon_search.datasets.base import Benchmark
+from archon_search.eval.evaluate import ChunkDone, evaluate
+from archon_search.eval.task import task_of
+from archon_search.lang.spec import Task
+from archon_search.lang.validate import Validated
+from archon_search.search.export import ARCHS_DIR
 from archon_search.search.records import arch_of, atomic_write, result_of
 from archon_search.search.space import Point, SearchSpace, SpaceContext, point_architecture, suggest_point
-from archon_search.spec import Task
-from archon_search.task import task_of
-from archon_search.validate import Validated
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from archon_search.export import RUN_FILE
+from archon_search.search.export import RUN_FILE
 
 TRIALS_FILE = "trials.csv"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from archon_search.evaluate import EvalResult
-from archon_search.metrics import paired_bootstrap_pvalue, pass_at_k
-from archon_search.render import plural
+from archon_search.eval.evaluate import EvalResult
+from archon_search.eval.metrics import paired_bootstrap_pvalue, pass_at_k
+from archon_search.lang.render import plural
+from archon_search.lang.validate import Validated
 from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, plot_pareto
 from archon_search.search.records import RunInfo, atomic_write
-from archon_search.validate import Validated
 
 REPORT_FILE = "report.md"
 

@@ -25,10 +25,13 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
-from archon_search.benchmarks.base import Benchmark, Item, split_items
-from archon_search.evaluate import DEFAULT_CHUNK, EvalResult, TooManyErrors, evaluate
-from archon_search.export import export_run
+from archon_search.core.items import Item
+from archon_search.datasets.base import Benchmark, split_items
+from archon_search.eval.evaluate import DEFAULT_CHUNK, EvalResult, TooManyErrors, evaluate
+from archon_search.eval.task import task_of
+from archon_search.lang.validate import Validated, load_models_file
 from archon_search.search.display import SearchDisplay
+from archon_search.search.export import export_run
 from archon_search.search.objective import (
     Objective,
     SearchError,
@@ -56,8 +59,6 @@ from archon_search.search.study import (
     tally,
     wait_for_running,
 )
-from archon_search.task import task_of
-from archon_search.validate import Validated, load_models_file
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +208,10 @@ def run_search(
     Re-running with the same storage and study resumes; KeyboardInterrupt marks the running trial FAIL (rerun on
     resume) and propagates.
     """
-    from archon_search.backends.registry import BackendPool
-    from archon_search.benchmarks.judged import attach_judge, judge_name
-    from archon_search.benchmarks.registry import get_benchmark
-    from archon_search.cache import ResponseCache
+    from archon_search.datasets.judged import attach_judge, judge_name
+    from archon_search.datasets.registry import get_benchmark
+    from archon_search.runtime.cache import ResponseCache
+    from archon_search.runtime.pool import BackendPool
 
     objective = Objective.parse(config.objective)
     _check_numbers(config)

@@ -21,9 +21,9 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from archon_search.benchmarks.base import BenchKind
-from archon_search.errors import ArchonError
-from archon_search.validate import Validated, check_architecture
+from archon_search.core.errors import ArchonError
+from archon_search.core.items import BenchKind
+from archon_search.lang.validate import Validated, check_architecture
 
 log = logging.getLogger(__name__)
 
