@@ -160,9 +160,8 @@ def eval_command(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from archon_search.datasets.base import split_items
-    from archon_search.datasets.judged import attach_judge
-    from archon_search.datasets.registry import get_benchmark
+    from archon_search.datasets.registry import get_dataset
+    from archon_search.eval.benchmark import kind_of, make_benchmark, split_items
     from archon_search.eval.evaluate import evaluate
     from archon_search.runtime.pool import BackendPool
 
@@ -173,24 +172,24 @@ def eval_command(
         checked = load_architecture(arch_file, extra)
         for warning in checked.warnings:
             err_console.print(f"[yellow]warning[/yellow] {escape(str(warning))}", highlight=False, soft_wrap=True)
-        benchmark = get_benchmark(bench)
+        dataset = get_dataset(bench)
         executes = any(
             layer.op == "unit_test_evaluator" and layer.units[0].mode == "execute" for layer in checked.arch.layers
         )
-        _note_isolation(benchmark.kind == "code" or executes)
-        items = benchmark.load(data)
+        _note_isolation(kind_of(dataset) == "code" or executes)
+        items = dataset.load(data)
         if split != "all":
             dev, test = split_items(items, _split_seed(split_seed, run_dir, arch_file))
             items = dev if split == "dev" else test
         items = items[:limit] if limit else items
         if not items:
-            raise ArchonError(f"benchmark {benchmark.name} has no items to score; check --data, --split and --limit")
-        out_dir = out or Path("results") / f"eval-{checked.arch.name}-{benchmark.name}"
+            raise ArchonError(f"benchmark {dataset.name} has no items to score; check --data, --split and --limit")
+        out_dir = out or Path("results") / f"eval-{checked.arch.name}-{dataset.name}"
 
         async def go():
             # every --models entry, not just those the layers use: the judge may be one of the others
             async with BackendPool({**extra, **checked.arch.models}, cache=_cache(cache, no_cache)) as pool:
-                attach_judge(benchmark, pool, judge)
+                benchmark = make_benchmark(dataset, pool, judge)
                 with Progress(
                     TextColumn("[bold]{task.description}"),
                     BarColumn(),
@@ -207,8 +206,8 @@ def eval_command(
         result = asyncio.run(go())
     except ArchonError as exc:
         _fail(exc)
-    console.print(_summary_table(checked.arch.name, benchmark.name, result.summary))
-    if benchmark.kind == "judge":
+    console.print(_summary_table(checked.arch.name, dataset.name, result.summary))
+    if kind_of(dataset) == "judge":
         _print_categories(result.rows)
     console.print(f"questions: {out_dir / 'questions.csv'}   traces: {out_dir / 'traces'}", highlight=False)
 
@@ -342,8 +341,8 @@ def serve(
     no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
 ) -> None:
     """Serve an architecture as an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models, GET /health."""
-    from archon_search.eval.task import describe
     from archon_search.runtime.api import Architecture
+    from archon_search.runtime.task_context import describe
     from archon_search.serve import api_key_from_env
     from archon_search.serve import serve as serve_forever
 
@@ -393,7 +392,8 @@ def run(
 ) -> None:
     """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
     against baselines, and write the run folder. The same command again resumes the study."""
-    from archon_search.datasets.registry import get_benchmark
+    from archon_search.datasets.registry import get_dataset
+    from archon_search.eval.benchmark import kind_of
     from archon_search.search.runner import SearchConfig, run_search
 
     config = SearchConfig(
@@ -418,7 +418,7 @@ def run(
     )
     try:
         with _reported():
-            _note_isolation(get_benchmark(bench).kind == "code")
+            _note_isolation(kind_of(get_dataset(bench)) == "code")
             result = run_search(config)
     except KeyboardInterrupt:
         err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -152,6 +152,13 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
             await arch.aclose()
 
     app = FastAPI(title=f"archon-search: {arch.name}", lifespan=lifespan)
+    _answer_errors_as_openai_does(app)
+    _add_routes(app, arch, Depends(_authorizer(api_key)))
+    return app
+
+
+def _authorizer(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
+    """The dependency that checks a request's bearer token against `api_key` (no check without one)."""
 
     async def authorize(request: Request) -> None:
         if api_key is None:
@@ -159,6 +166,12 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
             raise APIError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+
+    return authorize
+
+
+def _answer_errors_as_openai_does(app: FastAPI) -> None:
+    """Every error, ours or FastAPI's, as an OpenAI-style JSON error body."""
 
     @app.exception_handler(APIError)
     async def on_api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -179,6 +192,10 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return APIError(exc.status_code, message, code=code).response()
 
+
+def _add_routes(app: FastAPI, arch: Architecture, authorized: Any) -> None:
+    """/health, /v1/models and /v1/chat/completions; the /v1 routes behind `authorized`."""
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok", "model": arch.name}
@@ -186,46 +203,49 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
     def model_card() -> dict[str, Any]:
         return {"id": arch.name, "object": "model", "created": 0, "owned_by": OWNER}
 
-    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    @app.get("/v1/models", dependencies=[authorized])
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [model_card()]}
 
-    @app.get("/v1/models/{model}", dependencies=[Depends(authorize)])
+    @app.get("/v1/models/{model}", dependencies=[authorized])
     async def get_model(model: str) -> dict[str, Any]:
         if model != arch.name:
             raise APIError(404, f"model {model!r} not found; this server has {arch.name!r}", code="model_not_found")
         return model_card()
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)], response_model=None)
+    @app.post("/v1/chat/completions", dependencies=[authorized], response_model=None)
     async def chat_completions(body: ChatCompletionRequest) -> JSONResponse | StreamingResponse:
-        if body.n > 1:
-            raise APIError(400, "n > 1 is not supported; send n separate requests", param="n", code="unsupported_value")
-        reply_id = f"chatcmpl-{uuid.uuid4().hex}"
-        started = time.perf_counter()
-        try:
-            answer = await arch.arun_with_usage(body.messages)
-        except ConversationError as exc:
-            raise APIError(400, str(exc), param="messages", code="invalid_messages") from None
-        except Exception as exc:
-            log.exception("%s: the architecture failed", reply_id)
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise APIError(502, f"an upstream model failed: {reason}", "upstream_error", "upstream_failed") from None
-        log.info(
-            "%s: %d LM calls (%d to models), %d tokens, %.2fs",
-            reply_id,
-            answer.usage.calls,
-            answer.usage.backend_calls,
-            answer.usage.tokens,
-            time.perf_counter() - started,
-        )
-        created = int(time.time())
-        if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            chunks = _chunks(reply_id, created, arch.name, answer, include_usage)
-            return StreamingResponse(_sse(chunks), media_type="text/event-stream")
-        return JSONResponse(_completion(reply_id, created, arch.name, answer))
+        return await _chat_reply(arch, body)
 
-    return app
+
+async def _chat_reply(arch: Architecture, body: ChatCompletionRequest) -> JSONResponse | StreamingResponse:
+    """Run the architecture on the request's conversation; the answer as one body or as server-sent events."""
+    if body.n > 1:
+        raise APIError(400, "n > 1 is not supported; send n separate requests", param="n", code="unsupported_value")
+    reply_id = f"chatcmpl-{uuid.uuid4().hex}"
+    started = time.perf_counter()
+    try:
+        answer = await arch.arun_with_usage(body.messages)
+    except ConversationError as exc:
+        raise APIError(400, str(exc), param="messages", code="invalid_messages") from None
+    except Exception as exc:
+        log.exception("%s: the architecture failed", reply_id)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise APIError(502, f"an upstream model failed: {reason}", "upstream_error", "upstream_failed") from None
+    log.info(
+        "%s: %d LM calls (%d to models), %d tokens, %.2fs",
+        reply_id,
+        answer.usage.calls,
+        answer.usage.backend_calls,
+        answer.usage.tokens,
+        time.perf_counter() - started,
+    )
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        chunks = _chunks(reply_id, created, arch.name, answer, include_usage)
+        return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+    return JSONResponse(_completion(reply_id, created, arch.name, answer))
 
 
 def serve(arch: Architecture, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:

@@ -60,11 +60,11 @@ from functools import cache
 from itertools import product
 from pathlib import Path
 
-from perf import landscape_text as text
-
 from archon_search.backends.base import Backend
 from archon_search.core.items import Item
 from archon_search.core.messages import ChatRequest, Completion
+from archon_search.datasets.base import Dataset
+from archon_search.eval.benchmark import Benchmark, make_benchmark
 from archon_search.lang.spec import Architecture, ScriptedModel
 from archon_search.lang.validate import Validated
 from archon_search.ops.critic import CRITIC_PROMPT, parse_critiques
@@ -73,7 +73,6 @@ from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.ops.ranker import RANKER_PROMPT, parse_ranking
 from archon_search.ops.verifier import VERIFIER_PROMPT, parse_verdict
 from archon_search.scoring.answers import extract_number, numbers_match
-from archon_search.scoring.scorers import NumberScorer, ScoredBenchmark
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.search.space import (
     SearchSpace,
@@ -83,6 +82,7 @@ from archon_search.search.space import (
     space_context,
     suggest_point,
 )
+from perf import landscape_text as text
 from perf.speed_timing import stopwatch
 
 HEAT = 0.25
@@ -155,13 +155,13 @@ _OPS = {
 }
 
 
-class LandscapeBenchmark(ScoredBenchmark):
+class LandscapeDataset(Dataset):
     """The landscape's questions: integer answers, read and scored by the real number scorer (as GSM8K's)."""
 
     name = "landscape"
+    scorer = "number"
 
     def __init__(self, items: Sequence[Item]):
-        super().__init__(NumberScorer())
         self.items = list(items)
 
     def load(self, data: str | Path | None = None) -> list[Item]:
@@ -189,9 +189,9 @@ class Landscape:
     def _level(self, i: int) -> int:
         return int(_unit("level", self.seed, i) * len(self.levels))
 
-    def benchmark(self) -> LandscapeBenchmark:
+    def benchmark(self) -> Benchmark:
         """The benchmark over this landscape's questions."""
-        return LandscapeBenchmark(self.items)
+        return make_benchmark(LandscapeDataset(self.items))
 
     def model_specs(self) -> dict[str, ScriptedModel]:
         """Model entries for validation (R6); the search gets `backends()` in their place."""

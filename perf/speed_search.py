@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
 from archon_search.core.messages import ChatRequest, Completion
-from archon_search.datasets.base import split_items
+from archon_search.eval.benchmark import split_items
 from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.runtime.cache import CachedBackend, ResponseCache, cache_key
 from archon_search.search.objective import Objective, TrialRunner, rebuild

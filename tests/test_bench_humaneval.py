@@ -7,8 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from archon_search.datasets.humaneval import HumanEval
+from archon_search.eval.benchmark import make_benchmark
 
-BENCH = HumanEval()
+BENCH = make_benchmark(HumanEval())
 ITEMS = BENCH.load()
 
 

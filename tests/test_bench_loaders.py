@@ -13,9 +13,9 @@ import pytest
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.datasets.arith import Arith
-from archon_search.datasets.base import split_items
 from archon_search.datasets.gsm8k import gsm8k_reference
-from archon_search.datasets.registry import benchmark_names, get_benchmark
+from archon_search.datasets.registry import benchmark_names
+from archon_search.eval.benchmark import get_benchmark, make_benchmark, split_items
 
 DATA = Path(os.environ.get("ARCHON_TEST_DATA", "/work/shared/data"))
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found in {DATA}")
@@ -143,7 +143,7 @@ def test_arith_level_one_is_a_single_easy_step() -> None:
     for item in items:
         assert re.fullmatch(r"\w+ has \d \w+ and [a-z ]+ \d+[a-z ]*\. How many \w+ does \w+ have now\?", item.prompt)
         assert 0 < int(item.reference) < 20
-    bench = Arith(size=1, level=1)
+    bench = make_benchmark(Arith(size=1, level=1))
     item = bench.load()[0]
     assert bench.score(item, f"So the total is {item.reference}.") == 1.0
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from archon_search.core.errors import BenchmarkError
-from archon_search.datasets.registry import get_benchmark
+from archon_search.datasets.registry import get_dataset
+from archon_search.eval.benchmark import get_benchmark, kind_of
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example-math.yaml"
 
@@ -105,6 +106,6 @@ def test_file_level_errors(tmp_path: Path) -> None:
 
 
 def test_judge_files_are_read_as_judged_benchmarks(tmp_path: Path) -> None:
-    bench = get_benchmark(str(_bench(tmp_path, [{"q": "Write a haiku.", "a": "any"}], scorer="judge")))
-    assert bench.kind == "judge" and bench.name == "mine"
+    bench = get_dataset(str(_bench(tmp_path, [{"q": "Write a haiku.", "a": "any"}], scorer="judge")))
+    assert kind_of(bench) == "judge" and bench.name == "mine"
     assert [i.prompt for i in bench.load()] == ["Write a haiku."]

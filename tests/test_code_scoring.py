@@ -11,15 +11,17 @@ from typer.testing import CliRunner
 
 from archon_search.cli import app
 from archon_search.datasets.humaneval import HumanEval
+from archon_search.eval.benchmark import make_benchmark
 from archon_search.eval.evaluate import question_text
 from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
 from archon_search.ops import Candidate, OpContext, QueryState
 from archon_search.ops.unit_test_evaluator import UnitTestEvaluator, question_code
+from archon_search.scoring.base import get_scorer
 from archon_search.scoring.sandbox import isolation_summary
-from archon_search.scoring.scorers import get_scorer, join_solution, run_check
+from archon_search.scoring.scorers import join_solution, run_check
 
-BENCH = HumanEval()
+BENCH = make_benchmark(HumanEval())
 ITEM = BENCH.load()[0]  # has_close_elements(numbers: List[float], threshold: float) -> bool
 
 WRONG_WITH_OWN_UNITTEST = """Here is my solution, with tests:

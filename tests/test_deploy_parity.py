@@ -24,12 +24,14 @@ from archon_search import Architecture
 from archon_search.cli import app
 from archon_search.core.errors import ArchitectureError
 from archon_search.core.messages import ChatRequest
-from archon_search.datasets.registry import get_benchmark
+from archon_search.datasets.registry import get_dataset
+from archon_search.eval.benchmark import get_benchmark
 from archon_search.eval.evaluate import evaluate
-from archon_search.eval.task import as_scored, describe, task_context, task_of, with_instruction
-from archon_search.lang.spec import Task
+from archon_search.eval.task import task_of
+from archon_search.lang.spec import ScriptedModel, Task
 from archon_search.lang.validate import load_architecture, validate_text
 from archon_search.runtime.pool import BackendPool
+from archon_search.runtime.task_context import as_scored, describe, task_context, with_instruction
 from archon_search.scoring.scorers import NUMBER_INSTRUCTION
 from archon_search.search.export import export_run
 from archon_search.search.runner import SearchConfig, run_search
@@ -199,8 +201,8 @@ def test_the_first_user_message_gets_the_instruction_once():
     ],
 )
 def test_the_task_of_each_builtin_benchmark_rebuilds_its_context(bench, kind, answer_format):
-    benchmark = get_benchmark(bench)
-    task = task_of(benchmark)
+    benchmark = get_benchmark(bench, BackendPool({"j": ScriptedModel(backend="scripted")}), judge="j")
+    task = benchmark.task()
     assert (task.benchmark, task.kind, task.answer_format) == (benchmark.name, kind, answer_format)
     assert task.instruction == benchmark.answer_instruction
     ctx = task_context(task)
@@ -238,7 +240,7 @@ def test_exporting_an_older_run_adds_its_builtin_benchmarks_task(tmp_path, caplo
     run = tmp_path / "run"
     (run / "archs").mkdir(parents=True)
     write_arch(run / "archs" / "trial-0.yaml", VOTER)
-    for bench, expected in (("gsm8k", task_of(get_benchmark("gsm8k"))), ("tally", None)):
+    for bench, expected in (("gsm8k", get_benchmark("gsm8k").task()), ("tally", None)):
         (run / "run.json").write_text(json.dumps({"bench": bench, "best_trial": 0, "trials": [{"number": 0}]}))
         with caplog.at_level(logging.WARNING, logger="archon_search.search.export"):
             exported = export_run(run, tmp_path / f"{bench}.yaml")
@@ -251,5 +253,5 @@ def test_serve_says_how_it_reads_and_asks_for_answers():
     assert describe(Task(**NUMBER_TASK)) == (
         "task tally (answer): answers read as number; its answer instruction goes on the first user message"
     )
-    assert describe(task_of(get_benchmark("mt-bench"))) == "task mt-bench (judge): no short answers"
+    assert describe(task_of(get_dataset("mt-bench"))) == "task mt-bench (judge): no short answers"
     assert "names no task" in describe(None)

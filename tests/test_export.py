@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 
 from archon_search import Architecture
 from archon_search.cli import app
-from archon_search.datasets.registry import get_benchmark
+from archon_search.eval.benchmark import get_benchmark
 from archon_search.eval.evaluate import evaluate
-from archon_search.eval.task import task_of
 from archon_search.lang.validate import load_architecture
 from archon_search.runtime.cache import ResponseCache
 from archon_search.runtime.pool import BackendPool
@@ -42,7 +41,7 @@ layers:
 def trial_yaml(name: str, base_url: str, samples: int) -> dict:
     return {
         "name": name,
-        "task": task_of(get_benchmark("gsm8k")).model_dump(exclude_none=True),
+        "task": get_benchmark("gsm8k").task().model_dump(exclude_none=True),
         "models": {"remote": {"backend": "openai", "model": "oracle", "base_url": base_url}},
         "defaults": {"temperature": 0.7, "max_tokens": 64},
         "layers": [{"generator": {"model": "remote", "samples": samples}}, {"voter": {"top_k": 1}}],

@@ -11,7 +11,8 @@ from archon_search.backends.base import Backend
 from archon_search.backends.scripted import ScriptedBackend, last_user_message
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.judged import JudgedBenchmark, attach_judge
+from archon_search.datasets.base import Dataset, JudgeSettings
+from archon_search.eval.benchmark import Benchmark, make_benchmark
 from archon_search.eval.evaluate import evaluate
 from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
@@ -37,15 +38,15 @@ class Recording(Backend):
         return await self.inner.complete(requests)
 
 
-class Chat(JudgedBenchmark):
-    """A judged benchmark over given items."""
+class Chat(Dataset):
+    """A judged dataset over given items."""
 
     name = "chat"
+    scorer = "judge"
 
     def __init__(self, items, mode="single"):
-        super().__init__()
         self.items = items
-        self.judge_mode = mode
+        self.judge = JudgeSettings(mode)
 
     def load(self, data=None):
         return list(self.items)
@@ -145,25 +146,25 @@ def test_an_answer_cannot_break_out_of_its_delimiters():
     assert plain.turns[0].value == 2.0
 
 
-def test_attach_judge_needs_a_defined_model():
-    bench = Chat([ITEM])
+def test_a_judged_benchmark_needs_a_defined_judge_model():
+    dataset = Chat([ITEM])
     pool = BackendPool({"j": ScriptedModel(backend="scripted", responses=["[[5]]"])})
     with pytest.raises(BenchmarkError, match="--judge NAME"):
-        attach_judge(bench, pool, None)
+        make_benchmark(dataset, pool, None)
     with pytest.raises(BenchmarkError, match="judge model 'nope' is not defined: add it to the --models FILE"):
-        attach_judge(bench, pool, "nope")
-    attach_judge(bench, pool, "j")
-    assert bench.scorer is not None and bench.scorer.mode == "single"
+        make_benchmark(dataset, pool, "nope")
+    bench = make_benchmark(dataset, pool, "j")
+    assert bench.scorer.mode == "single" and bench.kind == "judge"
 
 
 ARCH = "name: a\ndefaults: {temperature: 0.0, max_tokens: 32}\nlayers: [{generator: {model: m}}]"
 
 
-def run_eval(bench, items, tmp_path, judge_script, **arch_script):
+def run_eval(dataset, items, tmp_path, judge_script, **arch_script):
     checked = validate_text(ARCH, models={"m": ScriptedModel(backend="scripted", **arch_script)})
     architecture = Recording(**arch_script)
     judge_backend = Recording(**judge_script)
-    bench.use_judge(JudgeScorer(judge_backend, bench.judge_mode))
+    bench = Benchmark(dataset, JudgeScorer(judge_backend, dataset.judge.mode))
     result = asyncio.run(evaluate(checked, bench, items, {"m": architecture}, out_dir=tmp_path))
     return result, architecture, judge_backend
 

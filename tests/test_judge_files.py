@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from archon_search.core.errors import BenchmarkError
-from archon_search.datasets.judged import OpenEndedBenchmark, attach_judge
-from archon_search.datasets.registry import get_benchmark
+from archon_search.datasets.open_ended import OpenEndedDataset
+from archon_search.datasets.registry import get_dataset
+from archon_search.eval.benchmark import make_benchmark
 from archon_search.eval.evaluate import evaluate
 from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
@@ -20,9 +21,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "example-open-en
 
 
 def test_example_file_loads_with_references_baselines_and_a_two_turn_item():
-    bench = get_benchmark(str(EXAMPLE))
-    assert isinstance(bench, OpenEndedBenchmark) and bench.kind == "judge"
-    assert bench.judge_model == "embedded" and bench.judge_mode == "single"
+    bench = get_dataset(str(EXAMPLE))
+    assert isinstance(bench, OpenEndedDataset) and bench.scorer == "judge"
+    assert bench.judge.model == "embedded" and bench.judge.mode == "single"
     items = {i.id: i for i in bench.load()}
     assert len(items) == 6
     assert items["explain-tides"].reference and items["haiku-tea"].reference is None
@@ -43,7 +44,7 @@ def test_pairwise_needs_baselines(write_file):
         write_file, [{"q": "Hi?", "b": "Hello."}, {"q": "Bye?"}], judge_mode="pairwise", baseline_field="b"
     )
     with pytest.raises(BenchmarkError, match=r"record 2: pairwise judging needs a baseline answer"):
-        get_benchmark(str(path)).load()
+        get_dataset(str(path)).load()
 
 
 @pytest.mark.parametrize(
@@ -57,14 +58,14 @@ def test_pairwise_needs_baselines(write_file):
 def test_file_mistakes_are_one_line_errors(write_file, fields, message):
     path = bench_file(write_file, [{"q": "Hi?"}], **fields)
     with pytest.raises(BenchmarkError, match=message) as caught:
-        get_benchmark(str(path))
+        get_dataset(str(path))
     assert "\n" not in str(caught.value)
 
 
 def test_bad_prompt_field_is_reported(write_file):
     path = bench_file(write_file, [{"q": ["ok", 3]}])
     with pytest.raises(BenchmarkError, match=r"record 1: field 'q' must be a non-empty string or list of strings"):
-        get_benchmark(str(path)).load()
+        get_dataset(str(path)).load()
 
 
 def test_judge_named_in_the_file_scores_pairwise(write_file, tmp_path):
@@ -75,7 +76,7 @@ def test_judge_named_in_the_file_scores_pairwise(write_file, tmp_path):
         judge_mode="pairwise",
         baseline_field="b",
     )
-    bench = get_benchmark(str(path))
+    dataset = get_dataset(str(path))
     models = {
         "m": ScriptedModel(backend="scripted", responses=["Good day to you!"]),
         # prefers our answer in both positions for the first item, always says A (position bias) for the second
@@ -89,7 +90,7 @@ def test_judge_named_in_the_file_scores_pairwise(write_file, tmp_path):
 
     async def go():
         async with BackendPool({**models, **checked.arch.models}) as pool:
-            attach_judge(bench, pool, None)
+            bench = make_benchmark(dataset, pool, None)
             return await evaluate(checked, bench, bench.load(), pool, out_dir=tmp_path)
 
     result = asyncio.run(go())

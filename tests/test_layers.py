@@ -8,13 +8,13 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "archon_search"
 
 #: Layer of each top-level part of the package, lowest first. A module may import its own part and any part with
-#: a lower number; parts that share a number (datasets and scoring) are peers and may not import each other.
+#: a lower number; parts that share a number (datasets and ops) are peers and may not import each other.
 LAYERS: dict[str, int] = {
     "core": 0,
     "lang": 1,
     "backends": 2,
-    "datasets": 3,
     "scoring": 3,
+    "datasets": 4,
     "ops": 4,
     "runtime": 5,
     "eval": 6,

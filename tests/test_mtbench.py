@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from archon_search.core.errors import BenchmarkError
-from archon_search.datasets.judged import attach_judge
 from archon_search.datasets.mtbench import MtBench, find_references
+from archon_search.eval.benchmark import make_benchmark
 from archon_search.eval.evaluate import evaluate
 from archon_search.lang.validate import validate_text
 from archon_search.runtime.pool import BackendPool
@@ -83,13 +83,13 @@ ARCH = "name: small\ndefaults: {temperature: 0.0, max_tokens: 48}\nlayers: [{gen
 @pytest.mark.embedded
 @needs_data
 def test_embedded_model_answers_and_judges_three_questions(tmp_path):
-    bench = MtBench()
-    items = bench.load(QUESTIONS)[:3]
+    dataset = MtBench()
+    items = dataset.load(QUESTIONS)[:3]
     checked = validate_text(ARCH)
 
     async def go():
         async with BackendPool(checked.arch.models) as pool:
-            attach_judge(bench, pool, "embedded", max_tokens=48)
+            bench = make_benchmark(dataset, pool, "embedded", judge_max_tokens=48)
             return await evaluate(checked, bench, items, pool, out_dir=tmp_path)
 
     result = asyncio.run(go())

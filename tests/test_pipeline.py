@@ -18,6 +18,7 @@ from archon_search.backends.scripted import last_user_message
 from archon_search.core.errors import BackendError, ServerUnavailable
 from archon_search.core.messages import ChatRequest, Completion
 from archon_search.datasets.arith import Arith
+from archon_search.eval.benchmark import make_benchmark
 from archon_search.eval.evaluate import ChunkDone, TooManyErrors, evaluate
 from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
@@ -73,7 +74,9 @@ def checked_arch(text: str = TWO_LAYERS):
 
 
 def run_eval(backend: Backend, **options):
-    return asyncio.run(evaluate(checked_arch(), Arith(size=8, seed=3), ITEMS, {"m": backend}, **options))
+    return asyncio.run(
+        evaluate(checked_arch(), make_benchmark(Arith(size=8, seed=3)), ITEMS, {"m": backend}, **options)
+    )
 
 
 def test_a_fast_question_finishes_its_layers_while_a_slow_one_is_still_in_its_first():
@@ -209,7 +212,7 @@ def test_a_search_records_an_erroring_trial_as_failed_goes_on_and_a_resume_does_
     from archon_search.eval.evaluate import question_text
     from archon_search.search.runner import SearchConfig, run_search
 
-    bench = Arith(size=8, seed=3)
+    bench = make_benchmark(Arith(size=8, seed=3))
     items = bench.load()
     backend = GeneratorsOnly({question_text(bench, i.prompt) for i in items})
     spec = ScriptedModel(backend="scripted", responses=["unused"])

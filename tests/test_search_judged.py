@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from archon_search.cli import app
 from archon_search.core.items import Item
-from archon_search.datasets.base import split_items
 from archon_search.datasets.mtbench import MtBench
+from archon_search.eval.benchmark import split_items
 from archon_search.lang.validate import load_architecture
 from archon_search.scoring.judge import GRADE_REMINDER
 

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import optuna
 import pytest
-from perf import landscape_text as text
 
 from archon_search.eval.evaluate import answer_item, evaluate, op_context
 from archon_search.lang.validate import validate_text
@@ -20,6 +19,7 @@ from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
 from archon_search.runtime.executor import Executor
 from archon_search.search.space import baselines, load_space, point_architecture, space_context, suggest_point
+from perf import landscape_text as text
 from perf.landscape import DEFAULT_MODELS, SPACE_FILE, Landscape, best_in_space, parse_audit
 from perf.speed_search import Setup, trials_to_reach
 

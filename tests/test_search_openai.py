@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from archon_search.cli import app
 from archon_search.core.items import Item
-from archon_search.datasets.base import split_items
 from archon_search.datasets.math500 import Math500
+from archon_search.eval.benchmark import split_items
 from archon_search.lang.validate import load_architecture
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

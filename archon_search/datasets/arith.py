@@ -12,8 +12,8 @@ from pathlib import Path
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.registry import register_benchmark
-from archon_search.scoring.scorers import NumberScorer, ScoredBenchmark
+from archon_search.datasets.base import Dataset
+from archon_search.datasets.registry import register_dataset
 
 LEVELS = range(1, 6)
 NAMES = ("Tom", "Mia", "Sam", "Ana", "Leo", "Zoe", "Ben", "Ivy", "Max", "Eva", "Raj", "Lin")
@@ -77,11 +77,12 @@ def make_problem(rng: random.Random, level: int) -> tuple[str, int]:
     return f"{name} has {start} {things}. {story} {question}", count
 
 
-@register_benchmark("arith")
-class Arith(ScoredBenchmark):
+@register_dataset("arith")
+class Arith(Dataset):
     """`size` generated problems (seeded), all at `level` (1-5), or cycling through levels 1-5 when None."""
 
     name = "arith"
+    scorer = "number"
     # short answers, and the CPU model it is meant for writes about 170 tokens a second on 2 cores
     max_tokens = 128
 
@@ -90,7 +91,6 @@ class Arith(ScoredBenchmark):
             raise BenchmarkError(f"arith: size must be at least 1, not {size}")
         if level is not None and level not in LEVELS:
             raise BenchmarkError(f"arith: level must be 1 to 5 (steps per problem), not {level}")
-        super().__init__(NumberScorer())
         self.size, self.seed, self.level = size, seed, level
 
     def load(self, data: str | Path | None = None) -> list[Item]:

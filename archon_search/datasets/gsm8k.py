@@ -6,10 +6,10 @@ from pathlib import Path
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.registry import register_benchmark
+from archon_search.datasets.base import Dataset
+from archon_search.datasets.registry import register_dataset
 from archon_search.datasets.sources import HubSource, load_records
 from archon_search.scoring.answers import format_number, parse_number
-from archon_search.scoring.scorers import NumberScorer, ScoredBenchmark
 
 HUB = HubSource("openai/gsm8k", split="test", config="main")
 FIELDS = ("question", "answer")
@@ -24,14 +24,12 @@ def gsm8k_reference(solution: str) -> str:
     return format_number(value)
 
 
-@register_benchmark("gsm8k")
-class GSM8K(ScoredBenchmark):
+@register_dataset("gsm8k")
+class GSM8K(Dataset):
     """GSM8K test problems, scored by comparing the final number with the reference."""
 
     name = "gsm8k"
-
-    def __init__(self) -> None:
-        super().__init__(NumberScorer())
+    scorer = "number"
 
     def load(self, data: str | Path | None = None) -> list[Item]:
         """The problems from `data` (JSON lines with question and answer) or the hub; ids are `gsm8k-<line>`."""

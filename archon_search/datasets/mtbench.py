@@ -15,8 +15,8 @@ from typing import Any
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.judged import JudgedBenchmark
-from archon_search.datasets.registry import register_benchmark
+from archon_search.datasets.base import Dataset, JudgeSettings
+from archon_search.datasets.registry import register_dataset
 from archon_search.datasets.sources import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,15 @@ def load_references(path: Path) -> dict[str, tuple[str, ...]]:
     return references
 
 
-@register_benchmark("mt-bench")
-class MtBench(JudgedBenchmark):
+@register_dataset("mt-bench")
+class MtBench(Dataset):
     """MT-Bench, judged in `single` mode turn by turn; `references` overrides the file found beside the questions."""
 
     name = "mt-bench"
+    scorer = "judge"
+    judge = JudgeSettings()
 
     def __init__(self, references: Path | None = None):
-        super().__init__()
         self.references = references
 
     def load(self, data: str | Path | None = None) -> list[Item]:

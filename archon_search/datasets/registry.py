@@ -1,6 +1,6 @@
-"""Finding a benchmark by built-in name or by the path of a benchmark file (DESIGN §1b).
+"""Finding a dataset by built-in benchmark name or by the path of a benchmark file (DESIGN §1b).
 
-A built-in benchmark module registers its class with `@register_benchmark("name")` and is listed in
+A built-in dataset module registers its class with `@register_dataset("name")` and is listed in
 `BUILTIN_MODULES`, which are imported on the first lookup (so importing the registry stays cheap).
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from archon_search.core.errors import BenchmarkError
-from archon_search.datasets.base import Benchmark
+from archon_search.datasets.base import Dataset
 
-BenchmarkFactory = Callable[..., Benchmark]
+DatasetFactory = Callable[..., Dataset]
 
 BUILTIN_MODULES = (
     "archon_search.datasets.math500",
@@ -24,13 +24,13 @@ BUILTIN_MODULES = (
     "archon_search.datasets.mtbench",
 )
 
-_FACTORIES: dict[str, BenchmarkFactory] = {}
+_FACTORIES: dict[str, DatasetFactory] = {}
 
 
-def register_benchmark(name: str) -> Callable[[BenchmarkFactory], BenchmarkFactory]:
-    """Decorator: make a benchmark class (or factory) available as `--bench NAME`."""
+def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
+    """Decorator: make a dataset class (or factory) available as `--bench NAME`."""
 
-    def add(factory: BenchmarkFactory) -> BenchmarkFactory:
+    def add(factory: DatasetFactory) -> DatasetFactory:
         _FACTORIES[name] = factory
         return factory
 
@@ -43,10 +43,10 @@ def benchmark_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def get_benchmark(name_or_path: str | Path, **options: Any) -> Benchmark:
-    """A built-in benchmark (its constructor gets `options`, e.g. `size`, `seed`, `level` for arith) or a user
-    benchmark from a YAML file; BenchmarkError with the known names otherwise."""
-    from archon_search.datasets.user import load_user_benchmark
+def get_dataset(name_or_path: str | Path, **options: Any) -> Dataset:
+    """A built-in dataset (its constructor gets `options`, e.g. `size`, `seed`, `level` for arith) or a user
+    benchmark file's dataset; BenchmarkError with the known names otherwise."""
+    from archon_search.datasets.user import load_user_dataset
 
     text = str(name_or_path)
     if _is_file_reference(text):
@@ -54,7 +54,7 @@ def get_benchmark(name_or_path: str | Path, **options: Any) -> Benchmark:
             raise BenchmarkError(
                 f"{text}: a benchmark file takes no options ({', '.join(options)}); set them in the file"
             )
-        return load_user_benchmark(Path(text))
+        return load_user_dataset(Path(text))
     names = benchmark_names()
     if text not in _FACTORIES:
         raise BenchmarkError(

@@ -1,6 +1,6 @@
 """A user's own benchmark, described by a small YAML file (DESIGN §1b) over a JSON-lines data file.
 
-Files with `scorer: judge` take more fields (the judge model, its mode) and are read by `judged.py`.
+Files with `scorer: judge` take more fields (the judge model, its mode) and are read by `open_ended.py`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.base import Benchmark
+from archon_search.datasets.base import Dataset
 from archon_search.datasets.sources import read_jsonl
-from archon_search.scoring.scorers import ScoredBenchmark, get_scorer
 
 
 class BenchmarkFile(BaseModel):
@@ -28,14 +27,14 @@ class BenchmarkFile(BaseModel):
     prompt_field: str
     reference_field: str
     id_field: str | None = None
-    scorer: Literal["math", "number", "exact", "code", "judge"]  # judge files are read by judged.py
+    scorer: Literal["math", "number", "exact", "code", "judge"]  # judge files are read by open_ended.py
 
 
-class UserBenchmark(ScoredBenchmark):
+class UserDataset(Dataset):
     """Items read from the file's `data` (or a `--data` override), scored by the file's `scorer`."""
 
     def __init__(self, spec: BenchmarkFile, path: Path):
-        super().__init__(get_scorer(spec.scorer))
+        self.scorer = spec.scorer
         self.spec = spec
         self.path = path
         self.name = spec.name
@@ -66,7 +65,7 @@ class UserBenchmark(ScoredBenchmark):
         return items
 
 
-def load_user_benchmark(path: Path) -> Benchmark:
+def load_user_dataset(path: Path) -> Dataset:
     """Read and check a benchmark file; BenchmarkError (one line) on any problem."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -83,14 +82,14 @@ def load_user_benchmark(path: Path) -> Benchmark:
     if not isinstance(raw, dict):
         raise BenchmarkError(f"{path}: expected a mapping with name, data, prompt_field, reference_field and scorer")
     if raw.get("scorer") == "judge":
-        from archon_search.datasets.judged import load_open_ended
+        from archon_search.datasets.open_ended import load_open_ended
 
         return load_open_ended(path)
     try:
         spec = BenchmarkFile.model_validate(raw)
     except ValidationError as exc:
         raise BenchmarkError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
-    return UserBenchmark(spec, path)
+    return UserDataset(spec, path)
 
 
 def _describe(error: dict) -> str:

@@ -17,15 +17,14 @@ from archon_search.backends.base import Backend
 from archon_search.core.errors import ArchonError, BackendError, ServerUnavailable
 from archon_search.core.items import Item
 from archon_search.core.usage import Usage
-from archon_search.datasets.base import Benchmark
-from archon_search.datasets.judged import JudgedBenchmark
+from archon_search.eval.benchmark import Benchmark
 from archon_search.eval.metrics import accuracy_ci, results_frame, save_questions_csv
-from archon_search.eval.task import with_instruction
 from archon_search.eval.traces import write_trace
 from archon_search.lang.validate import Validated
 from archon_search.ops import OpContext, QueryState
 from archon_search.runtime.executor import Executor, QueryResult, Stopped
-from archon_search.scoring.judge import Judgement
+from archon_search.runtime.task_context import with_instruction
+from archon_search.scoring.judge import Judgement, JudgeScorer
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +132,8 @@ async def _score_item(
         # on exactly the hard (long) questions
         return 0.0, FirstLayer(len(turns[0].state.first_layer), 0) if coverage else None, None
     answers = [t.answer for t in turns]
-    if isinstance(benchmark, JudgedBenchmark):
-        judgement = await benchmark.ajudge(item, answers)
+    if isinstance(benchmark.scorer, JudgeScorer):
+        judgement = await benchmark.scorer.judge(item, answers)
         return judgement.score, None, judgement
     score = await benchmark.ascore_conversation(item, answers)
     if not coverage:

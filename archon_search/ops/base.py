@@ -7,20 +7,17 @@ into the question's new candidates and a trace event.
 
 from __future__ import annotations
 
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from archon_search.core.messages import ChatRequest, Completion
 from archon_search.lang.spec import Architecture, Layer, ModelSpec, Unit
-from archon_search.scoring.answers import split_thinking
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: Characters per token assumed when sizing a prompt: English runs near 4, code, numbers and LaTeX nearer 3.
 CHARS_PER_TOKEN = 3
@@ -219,54 +216,3 @@ def numbered(candidates: Sequence[Candidate], with_critiques: bool = True) -> st
             block += f"\nCritique of [{i}]: {cand.critique.strip()}"
         blocks.append(block)
     return "\n\n".join(blocks)
-
-
-@dataclass(frozen=True)
-class Parsed(Generic[T]):
-    """What a parser read from a judge's output; `guess` says why it is a guess (None when read as asked)."""
-
-    value: T
-    guess: str | None = None
-
-
-def read_shown(text: str, parse: Callable[[str], Parsed[T] | None]) -> Parsed[T] | None:
-    """`parse` applied to what the model shows after its think block; when that holds nothing readable
-    (say, the model ran out of tokens while thinking), to its thoughts, as a guess."""
-    thoughts, shown = split_thinking(text)
-    found = parse(shown)
-    if found is None and thoughts:
-        inner = parse(thoughts)
-        if inner is not None:
-            return Parsed(inner.value, "nothing readable after the think block; read from the thoughts")
-    return found
-
-
-def json_objects(text: str) -> list[dict]:
-    """Every top-level JSON object in `text`, in order, wherever it sits (alone, in a code fence, amid prose)."""
-    decoder = json.JSONDecoder()
-    found: list[dict] = []
-    start = text.find("{")
-    while start != -1:
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        start = text.find("{", end)
-    return found
-
-
-def index_of(value: object, n: int) -> int | None:
-    """The 0-based candidate index a JSON value names (`2`, `"2"`, `"[2]"`, `"Candidate 2"`), if valid."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        digits = "".join(ch if ch.isdigit() else " " for ch in value).split()
-        value = int(digits[0]) if len(digits) == 1 else None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and 1 <= value <= n:
-        return value - 1
-    return None

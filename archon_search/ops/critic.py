@@ -6,17 +6,8 @@ import re
 from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
-from archon_search.ops.base import (
-    Candidate,
-    Op,
-    Parsed,
-    PlannedCall,
-    QueryState,
-    index_of,
-    json_objects,
-    numbered,
-    read_shown,
-)
+from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState, numbered
+from archon_search.ops.replies import Parsed, index_of, read_reply
 
 CRITIC_PROMPT = """Below are a question and {n} candidate responses, numbered [1] to [{n}].
 For EACH candidate, write its strengths and weaknesses (is it correct? complete? clear?).
@@ -104,9 +95,9 @@ def _blocks(text: str, pattern: re.Pattern[str], n: int) -> dict[int, str]:
     return critiques
 
 
-def _from_json(text: str, n: int) -> dict[int, str]:
+def _from_json(objects: list[dict], n: int) -> Parsed[dict[int, str]] | None:
     critiques: dict[int, str] = {}
-    for obj in json_objects(text):
+    for obj in objects:
         # a single entry found on its own is what is left of JSON that max_tokens cut short
         entries = obj.get("critiques", obj.get("candidates", [obj] if "candidate" in obj else None))
         if isinstance(entries, dict):
@@ -127,13 +118,10 @@ def _from_json(text: str, n: int) -> dict[int, str]:
             ]
             if k is not None and parts and k not in critiques:
                 critiques[k] = " ".join(parts)
-    return critiques
+    return Parsed(critiques) if critiques else None
 
 
-def _parse_shown(text: str, n: int) -> Parsed[dict[int, str]] | None:
-    from_json = _from_json(text, n)
-    if from_json:
-        return Parsed(from_json)
+def _from_text(text: str, n: int) -> Parsed[dict[int, str]] | None:
     found = _blocks(text, _BRACKET_HEADER, n)
     if len(found) < n:
         # some blocks headed `Candidate k` and others `[k]`: both are headers
@@ -154,7 +142,7 @@ def parse_critiques(text: str, n: int) -> Parsed[dict[int, str]] | None:
     inside a critique stays in it; else blocks under `Candidate k` headers; else, as a guess, a numbered list.
     Think blocks are skipped.
     """
-    return read_shown(text, lambda shown: _parse_shown(shown, n))
+    return read_reply(text, lambda objects: _from_json(objects, n), lambda shown: _from_text(shown, n))
 
 
 class Critic(Op):

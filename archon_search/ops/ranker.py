@@ -6,17 +6,8 @@ import re
 from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
-from archon_search.ops.base import (
-    Candidate,
-    Op,
-    Parsed,
-    PlannedCall,
-    QueryState,
-    index_of,
-    json_objects,
-    numbered,
-    read_shown,
-)
+from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState, numbered
+from archon_search.ops.replies import Parsed, index_of, read_reply
 
 RANKER_PROMPT = """Below are a question and {n} candidate responses, numbered [1] to [{n}].
 Rank ALL candidates from best to worst by correctness and quality.
@@ -56,6 +47,12 @@ def ranking_schema(n: int) -> dict:
 
 
 _MARKDOWN = re.compile(r"\*\*|__|`")
+
+
+def _plain(text: str) -> str:
+    return _MARKDOWN.sub("", text)
+
+
 # a candidate cited as `[2]`, `Candidate 2`, `Response #2`, `Candidate [2]`
 _CITE = r"(?:\[\s*\d+\s*\]|\b(?:candidate|response|answer)\s*#?\s*\[?\s*\d+\s*\]?)"
 _CITE_RE = re.compile(_CITE, re.IGNORECASE)
@@ -94,8 +91,8 @@ def _order(indices: Sequence[int], n: int) -> Parsed[list[int]] | None:
     return Parsed(order + rest, guess)
 
 
-def _from_json(text: str, n: int) -> Parsed[list[int]] | None:
-    for obj in reversed(json_objects(text)):
+def _from_json(objects: list[dict], n: int) -> Parsed[list[int]] | None:
+    for obj in reversed(objects):
         ranking = next((obj[key] for key in ("ranking", "order", "rank") if isinstance(obj.get(key), list)), None)
         if ranking is not None:
             found = _order([k + 1 for k in (index_of(v, n) for v in ranking) if k is not None], n)
@@ -155,11 +152,7 @@ def _chains(pattern: re.Pattern[str], text: str, n: int, strict: bool) -> list[t
     return found
 
 
-def _parse_shown(text: str, n: int) -> Parsed[list[int]] | None:
-    plain = _MARKDOWN.sub("", text)
-    from_json = _from_json(plain, n)
-    if from_json is not None:
-        return from_json
+def _from_text(plain: str, n: int) -> Parsed[list[int]] | None:
     # the model's FINAL ranking: the last one stated, whether on a labelled line or as an `a > b > c` chain
     stated = _labelled(plain, n) + _chains(_CHAIN, plain, n, strict=False)
     if not stated:
@@ -182,7 +175,7 @@ def parse_ranking(text: str, n: int) -> Parsed[list[int]] | None:
     under a ranking heading, or an `[2] > [1] > [3]` chain, brackets optional); else, as a guess, the one
     candidate called best. Think blocks are skipped; prose such as "answer 2 is wrong" is never a ranking.
     """
-    return read_shown(text, lambda shown: _parse_shown(shown, n))
+    return read_reply(text, lambda objects: _from_json(objects, n), lambda shown: _from_text(shown, n), _plain)
 
 
 class Ranker(Op):

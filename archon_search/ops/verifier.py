@@ -6,7 +6,8 @@ import re
 from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
-from archon_search.ops.base import Candidate, Op, Parsed, PlannedCall, QueryState, json_objects, read_shown
+from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState
+from archon_search.ops.replies import Parsed, read_reply
 
 VERIFIER_PROMPT = """Check whether the response below correctly and completely answers the question.
 {answer_format}
@@ -30,6 +31,12 @@ VERDICT_SCHEMA = {
 }
 
 _MARKDOWN = re.compile(r"\*\*|__|`|#+ ")
+
+
+def _plain(text: str) -> str:
+    return _MARKDOWN.sub("", text)
+
+
 # Longer phrases first, so "not correct" and "no errors" win over "correct" and "errors"; "the correct answer
 # is 18" and "correctly" say nothing about the response.
 _PHRASES: list[tuple[str, bool]] = [
@@ -73,24 +80,20 @@ def _classify(text: str, yes_no: bool = False) -> bool | None:
     return last
 
 
-def _from_json(text: str) -> bool | None:
-    for obj in reversed(json_objects(text)):
+def _from_json(objects: list[dict]) -> Parsed[bool] | None:
+    for obj in reversed(objects):
         for key in ("correct", "is_correct", "verdict"):
             value = obj.get(key)
             if isinstance(value, bool):
-                return value
+                return Parsed(value)
             if isinstance(value, str):
                 verdict = _classify(value, yes_no=True)
                 if verdict is not None:
-                    return verdict
+                    return Parsed(verdict)
     return None
 
 
-def _parse_shown(text: str) -> Parsed[bool] | None:
-    plain = _MARKDOWN.sub("", text)
-    from_json = _from_json(plain)
-    if from_json is not None:
-        return Parsed(from_json)
+def _from_text(plain: str) -> Parsed[bool] | None:
     # a final-verdict line decides; the verdict may also sit on the line below its label
     for match in reversed(list(_LABEL.finditer(plain))):
         rest = match.group("rest") or plain[match.end() :].lstrip().split("\n", 1)[0]
@@ -115,7 +118,7 @@ def parse_verdict(text: str) -> Parsed[bool] | None:
     states one; else the last verdict phrase ("not correct", "is wrong", "no errors" and "correct" read as they
     mean; "the correct answer is 18" is no verdict). Markdown and think blocks are skipped.
     """
-    return read_shown(text, _parse_shown)
+    return read_reply(text, _from_json, _from_text, _plain)
 
 
 class Verifier(Op):

@@ -31,12 +31,12 @@ from typing_extensions import Self
 from archon_search.core.errors import ArchonError
 from archon_search.core.loop_thread import LoopThread
 from archon_search.core.usage import Usage
-from archon_search.eval.task import as_scored, task_context
 from archon_search.lang.validate import Validated, load_architecture
 from archon_search.ops import OpContext, QueryState
 from archon_search.runtime.cache import ResponseCache
 from archon_search.runtime.executor import Executor, QueryResult
 from archon_search.runtime.pool import BackendPool
+from archon_search.runtime.task_context import as_scored, task_context
 
 log = logging.getLogger(__name__)
 

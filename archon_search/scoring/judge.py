@@ -9,6 +9,7 @@ the format, then recorded as unparsed: it is left out of the mean (NaN when noth
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -24,7 +25,8 @@ from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
 from archon_search.core.messages import ChatRequest, Completion
 from archon_search.core.usage import Usage
-from archon_search.lang.spec import ModelSpec
+from archon_search.lang.spec import DEFAULT_JUDGE_MAX_TOKENS, ModelSpec
+from archon_search.scoring.base import Scorer, register_scorer
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,6 @@ JudgeMode = Literal["single", "pairwise"]
 JUDGE_MODES: tuple[str, ...] = ("single", "pairwise")
 Verdict = Literal["A", "B", "tie"]
 
-DEFAULT_JUDGE_MAX_TOKENS = 512
 MIN_GRADE, MAX_GRADE = 1.0, 10.0
 
 JUDGE_SYSTEM = (
@@ -286,9 +287,15 @@ class _Ask:
     parsed: Any = None
 
 
-class JudgeScorer:
+@register_scorer("judge")
+class JudgeScorer(Scorer):
     """Grades an architecture's answers with a judge model behind `backend` (usually from the same pool, so it
-    shares the response cache); `spec` is the judge's model entry, for its prices. `usage` totals every call."""
+    shares the response cache); `spec` is the judge's model entry, for its prices. `usage` totals every call.
+
+    There is no short answer to extract (the voter then votes on whole texts) and no coverage.
+    """
+
+    kind = "judge"
 
     def __init__(
         self,
@@ -327,6 +334,22 @@ class JudgeScorer:
         if judgement.unparsed:
             log.warning("judge gave no readable judgement for %d turn(s) of item %s", judgement.unparsed, item.id)
         return judgement
+
+    def extract(self, text: str) -> str | None:
+        """Open-ended answers have no short final answer."""
+        return None
+
+    async def ascore_conversation(self, item: Item, answers: Sequence[str]) -> float:
+        """The judged score in [0, 1]; NaN when the judge gave nothing readable for any turn."""
+        return (await self.judge(item, answers)).score
+
+    async def ascore(self, item: Item, text: str) -> float:
+        """`text` judged as the answer to the item's first turn."""
+        return await self.ascore_conversation(item, [text])
+
+    def score(self, item: Item, text: str) -> float:
+        """`ascore` for callers outside an event loop."""
+        return asyncio.run(self.ascore(item, text))
 
     async def _single(
         self, turns: list[str], answers: Sequence[str], references: list[str | None], usage: Usage

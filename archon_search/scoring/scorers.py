@@ -1,20 +1,15 @@
-"""Answer formats and how to score them (math, number, exact, code), shared by built-in and user benchmarks.
+"""The answer formats (math, number, exact, code) and their checks, shared by built-in and user benchmarks.
 
-A `Scorer` owns the instruction that asks for an answer format, the extractor that reads it back, and the
-check against the reference. `ScoredBenchmark` is a benchmark whose scoring is one of them; new answer formats
-register with `register_scorer`. (Judged benchmarks live in judged.py: they need a judge model.)
+Each registers with `register_scorer` under the name a benchmark file writes as `scorer:`. (The judge, which
+needs a model, lives in judge.py.)
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from abc import ABC, abstractmethod
-from collections.abc import Callable
 
-from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import BenchKind, Item
-from archon_search.datasets.base import Benchmark
 from archon_search.scoring.answers import (
     extract_code,
     extract_number,
@@ -23,6 +18,7 @@ from archon_search.scoring.answers import (
     normalize_text,
     numbers_match,
 )
+from archon_search.scoring.base import Scorer, register_scorer
 from archon_search.scoring.mathverify import math_equal
 from archon_search.scoring.sandbox import SandboxResult, arun_python, run_python
 
@@ -33,42 +29,6 @@ CODE_INSTRUCTION = "Reply with the complete Python code in a single ```python co
 
 #: Wall-clock limit for running one candidate program against its tests.
 CODE_TIMEOUT_S = 10.0
-
-
-class Scorer(ABC):
-    """An answer format: the instruction asking for it, its extractor, and its check against a reference."""
-
-    kind: BenchKind = "answer"
-    instruction: str = ""
-
-    @abstractmethod
-    def extract(self, text: str) -> str | None:
-        """The answer in a completion, or None."""
-
-    @abstractmethod
-    def score(self, item: Item, text: str) -> float:
-        """1.0 when the completion's answer matches `item.reference`, else 0.0."""
-
-
-ScorerFactory = Callable[[], Scorer]
-SCORERS: dict[str, ScorerFactory] = {}
-
-
-def register_scorer(name: str) -> Callable[[ScorerFactory], ScorerFactory]:
-    """Decorator: make a scorer available to benchmark files as `scorer: NAME`."""
-
-    def add(factory: ScorerFactory) -> ScorerFactory:
-        SCORERS[name] = factory
-        return factory
-
-    return add
-
-
-def get_scorer(name: str) -> Scorer:
-    """A new scorer by name; BenchmarkError naming the known ones otherwise."""
-    if name not in SCORERS:
-        raise BenchmarkError(f"scorer {name!r} is not available; use one of: {', '.join(sorted(SCORERS))}")
-    return SCORERS[name]()
 
 
 @register_scorer("math")
@@ -221,20 +181,3 @@ def _as_body(code: str) -> str:
     if first and not first[0].isspace():
         lines = [f"    {line}" if line.strip() else line for line in lines]
     return "\n".join(lines) + "\n"
-
-
-class ScoredBenchmark(Benchmark):
-    """A benchmark that scores with a `Scorer`; subclasses implement `load` and set `name`."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-        self.kind = scorer.kind
-        self.answer_instruction = scorer.instruction
-
-    def extract(self, text: str) -> str | None:
-        """The scorer's extractor."""
-        return self.scorer.extract(text)
-
-    def score(self, item: Item, text: str) -> float:
-        """The scorer's check."""
-        return self.scorer.score(item, text)

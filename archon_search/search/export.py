@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from archon_search.core.errors import ArchonError, BenchmarkError
-from archon_search.datasets.registry import get_benchmark
+from archon_search.datasets.registry import get_dataset
 from archon_search.eval.task import task_of
 from archon_search.lang.spec import ModelSpec
 from archon_search.lang.validate import Validated, load_architecture, validate_text
@@ -158,7 +158,8 @@ def _with_run_task(run: RunRecord, checked: Validated) -> Validated:
     """`checked` with its run's task, for trial files written before `task:` existed: the task of the run's
     benchmark when that is a built-in name (a benchmark file is not findable from its name)."""
     try:
-        task = task_of(get_benchmark(run.bench)) if run.bench else None
+        dataset = get_dataset(run.bench) if run.bench else None
+        task = task_of(dataset) if dataset is not None else None
     except BenchmarkError:
         task = None
     if task is None:

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import yaml
@@ -23,9 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 from archon_search.backends.base import Backend
 from archon_search.core.errors import ArchonError
 from archon_search.core.items import Item
-from archon_search.datasets.base import Benchmark
-from archon_search.eval.evaluate import ChunkDone, evaluate
-from archon_search.eval.task import task_of
+from archon_search.eval.benchmark import Benchmark
+from archon_search.eval.evaluate import ChunkDone, EvalSummary, evaluate
 from archon_search.lang.spec import Task
 from archon_search.lang.validate import Validated
 from archon_search.search.export import ARCHS_DIR
@@ -138,28 +138,46 @@ class TrialRunner:
         The trial's user attrs `arch` (key, static calls) and `result` (dev score, questions, usage per
         query) are each written once, as a dict: every attribute write is a database commit.
         """
-        _, checked = build_architecture(trial, trial.number, self.space, self.ctx)
-        baseline = trial.user_attrs.get("baseline")
-        description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
-        write_arch(self.out, trial.number, checked, description, task_of(self.benchmark))
+        checked = self._propose(trial)
         key = arch_key(checked)
-        arch = {"key": key, "static_calls": checked.calls_per_query}
-        trial.set_user_attr("arch", arch)
+        trial.set_user_attr("arch", {"key": key, "static_calls": checked.calls_per_query})
         twin = self._twin(trial, key)
         if twin is not None and twin.state == TrialState.COMPLETE:
             return self._repeat(trial, twin)
         # A point proposed again after it was pruned is scored in full: the sampler insisting on it says the early
         # chunks may have been noise, and a pruned point repeated as pruned could never be found again. Its early
         # chunks come from the response cache.
-        prunable = not self.objective.multi and not baseline and twin is None
+        prunable = not self.objective.multi and not trial.user_attrs.get("baseline") and twin is None
         if twin is not None:
             log.info(
                 "trial %d proposes the architecture of pruned trial %d again; scoring it in full",
                 trial.number,
                 twin.number,
             )
-        calls_before = self.calls_spent
+        evaluated = await evaluate(
+            checked,
+            self.benchmark,
+            self.dev,
+            self.backends,
+            chunk_size=self.chunk,
+            on_chunk=self._chunk_reporter(trial, prunable),
+            progress=self.progress,
+        )
+        result = self._result(trial, evaluated.summary)
+        trial.set_user_attr("result", result)
+        return self.objective.values(result)
 
+    def _propose(self, trial: optuna.Trial) -> Validated:
+        """The trial's architecture, built from its parameters and written to archs/ before it is scored."""
+        _, checked = build_architecture(trial, trial.number, self.space, self.ctx)
+        baseline = trial.user_attrs.get("baseline")
+        description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
+        write_arch(self.out, trial.number, checked, description, self.benchmark.task())
+        return checked
+
+    def _chunk_reporter(self, trial: optuna.Trial, prunable: bool) -> Callable[[ChunkDone], None]:
+        """What hears of each scored chunk: it counts the calls, reports scores to Optuna and prunes."""
+        calls_before = self.calls_spent
         reported = 0
 
         def on_chunk(chunk: ChunkDone) -> None:
@@ -168,7 +186,6 @@ class TrialRunner:
             if self.objective.multi:
                 return
             # every trial reports each question's score at step = its index, so the paired pruner can
-            # set a trial against the best one question by question; only a non-final chunk may prune
             # set a trial against the best one question by question; only a non-final chunk may prune. An ungraded
             # answer (NaN) reports nothing, so step k is question k of dev on every trial
             for step in range(reported, len(chunk.scores)):
@@ -177,10 +194,9 @@ class TrialRunner:
             reported = len(chunk.scores)
             graded = [x for x in chunk.scores if not math.isnan(x)]
             if prunable and graded and chunk.questions < len(self.dev) and trial.should_prune():
-                accuracy = sum(graded) / len(graded)
                 why = f"behind the best trial question by question (sign test p < {PRUNE_P}) on {len(graded)} questions"
                 partial = {
-                    "dev_score": accuracy,
+                    "dev_score": sum(graded) / len(graded),
                     "dev_n": chunk.questions,
                     "calls_per_query": chunk.calls / chunk.queries,
                     "pruned_because": why,
@@ -188,16 +204,10 @@ class TrialRunner:
                 trial.set_user_attr("result", partial)
                 raise optuna.TrialPruned(why)
 
-        evaluated = await evaluate(
-            checked,
-            self.benchmark,
-            self.dev,
-            self.backends,
-            chunk_size=self.chunk,
-            on_chunk=on_chunk,
-            progress=self.progress,
-        )
-        s = evaluated.summary
+        return on_chunk
+
+    def _result(self, trial: optuna.Trial, s: EvalSummary) -> dict[str, Any]:
+        """The trial's `result` attribute from its dev summary; a judge that graded nothing fails the trial."""
         if s.n and s.unscored == s.n:
             raise SearchError(
                 f"trial {trial.number}: the judge gave no readable grade for any of the {s.n} dev questions; "
@@ -213,8 +223,7 @@ class TrialRunner:
         }
         if self.benchmark.kind == "judge":
             result |= {"judge_calls": s.judge_calls, "judge_cost": s.judge_cost, "unscored": s.unscored}
-        trial.set_user_attr("result", result)
-        return self.objective.values(result)
+        return result
 
     def _twin(self, trial: optuna.Trial, key: str) -> FrozenTrial | None:
         """The earliest finished trial of the same architecture, a completed one before a pruned one."""

@@ -185,9 +185,19 @@ def write_report(
 ) -> Path:
     """Write `report.md` and its PNG plots into the run folder `out`; `best_rows` are the best's per-question test
     rows (pass@k and coverage@k are reported when they count first-layer candidates)."""
+    lines = _run_section(info, frame) + _best_section(info, frame, best) + _test_section(comparisons, best_rows)
+    if cost_column is not None and front:
+        lines += _pareto_section(out, info, frame, front, cost_column)
+    lines += _history_section(out, info, frame)
+    path = out / REPORT_FILE
+    atomic_write(path, "\n".join(lines))
+    return path
+
+
+def _run_section(info: RunInfo, frame: pd.DataFrame) -> list[str]:
+    """The title and what was searched: study, trials by state, questions, pruning."""
     states = frame["state"].value_counts().to_dict() if len(frame) else {}
-    best_row = frame[frame["number"] == info.best_trial].iloc[0]
-    lines = [
+    return [
         f"# Search report: {info.bench}, budget {info.budget} LM calls per query",
         "",
         f"- study `{info.study}` in `{info.storage}`; sampler {info.sampler}, objective {info.objective}, seed {info.seed}",
@@ -197,6 +207,13 @@ def write_report(
         f"- questions: {info.dev_n} dev (searched on), {info.test_n} test (held out, split seed {info.split_seed})",
         f"- pruning: {info.pruning}; {plural(states.get('PRUNED', 0), 'trial')} pruned",
         "",
+    ]
+
+
+def _best_section(info: RunInfo, frame: pd.DataFrame, best: Validated) -> list[str]:
+    """The best architecture in one line, with its dev accuracy."""
+    best_row = frame[frame["number"] == info.best_trial].iloc[0]
+    return [
         "## Best architecture",
         "",
         f"Trial {info.best_trial}"
@@ -205,59 +222,62 @@ def write_report(
         f"dev accuracy {_pct(best_row['dev_score'])} on {int(best_row['dev_n'])} questions. "
         "Deploy it with `archon-search export` or use `best.yaml` as it is.",
         "",
-        "## Held-out test: best against the baselines",
-        "",
     ]
-    if comparisons:
-        rows = [
-            [
-                c.label,
-                str(c.number),
-                f"{_pct(c.accuracy)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]",
-                "" if c.coverage is None else _pct(c.coverage),
-                f"{c.calls_per_query:.2f}",
-                f"{c.tokens_per_query:.0f}",
-                "" if c.p_value is None else f"{c.p_value:.3f}",
-            ]
-            for c in comparisons
+
+
+def _test_section(comparisons: list[Comparison], best_rows: pd.DataFrame | None) -> list[str]:
+    """The held-out table of the best against the baselines, what it means, and pass@k."""
+    lines = ["## Held-out test: best against the baselines", ""]
+    if not comparisons:
+        return lines + ["No held-out questions (too few items to split); the dev scores above are all there is."]
+    rows = [
+        [
+            c.label,
+            str(c.number),
+            f"{_pct(c.accuracy)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]",
+            "" if c.coverage is None else _pct(c.coverage),
+            f"{c.calls_per_query:.2f}",
+            f"{c.tokens_per_query:.0f}",
+            "" if c.p_value is None else f"{c.p_value:.3f}",
         ]
-        lines += _table(
-            rows,
-            [
-                "architecture",
-                "trial",
-                "test accuracy [95% CI]",
-                "coverage",
-                "calls/query",
-                "tokens/query",
-                "p (best beats it by chance)",
-            ],
-        )
-        lines += ["", _stats_note(comparisons), ""]
-        lines += reading(comparisons)
-        lines += _pass_at_k(best_rows)
-    else:
-        lines.append("No held-out questions (too few items to split); the dev scores above are all there is.")
-    if cost_column is not None and front:
-        on_front = frame[frame["number"].isin(front)].sort_values(cost_column)
-        rows = [
-            [
-                str(int(r["number"])),
-                _pct(r["dev_score"]),
-                f"{r[cost_column]:.2f}",
-                str(r["baseline"]) if isinstance(r["baseline"], str) else "",
-            ]
-            for _, r in on_front.iterrows()
+        for c in comparisons
+    ]
+    header = [
+        "architecture",
+        "trial",
+        "test accuracy [95% CI]",
+        "coverage",
+        "calls/query",
+        "tokens/query",
+        "p (best beats it by chance)",
+    ]
+    lines += _table(rows, header)
+    lines += ["", _stats_note(comparisons), ""]
+    return lines + reading(comparisons) + _pass_at_k(best_rows)
+
+
+def _pareto_section(out: Path, info: RunInfo, frame: pd.DataFrame, front: list[int], cost_column: str) -> list[str]:
+    """The Pareto front of accuracy against `cost_column`, as a table and a plot."""
+    on_front = frame[frame["number"].isin(front)].sort_values(cost_column)
+    rows = [
+        [
+            str(int(r["number"])),
+            _pct(r["dev_score"]),
+            f"{r[cost_column]:.2f}",
+            str(r["baseline"]) if isinstance(r["baseline"], str) else "",
         ]
-        plot_pareto(
-            frame, front, cost_column, out / PARETO_PNG, f"{info.bench}: accuracy vs {cost_column.replace('_', ' ')}"
-        )
-        lines += ["", "## Pareto front (dev)", ""] + _table(
-            rows, ["trial", "dev accuracy", cost_column.replace("_", " "), "baseline"]
-        )
-        lines += ["", f"![Pareto front]({PARETO_PNG})"]
+        for _, r in on_front.iterrows()
+    ]
+    cost = cost_column.replace("_", " ")
+    plot_pareto(frame, front, cost_column, out / PARETO_PNG, f"{info.bench}: accuracy vs {cost}")
+    lines = ["", "## Pareto front (dev)", ""] + _table(rows, ["trial", "dev accuracy", cost, "baseline"])
+    return lines + ["", f"![Pareto front]({PARETO_PNG})"]
+
+
+def _history_section(out: Path, info: RunInfo, frame: pd.DataFrame) -> list[str]:
+    """The plot of dev accuracy per trial, and what the run folder holds."""
     plot_history(frame, out / HISTORY_PNG, f"{info.bench}, budget {info.budget}: dev accuracy per trial")
-    lines += [
+    return [
         "",
         "## Optimisation history",
         "",
@@ -269,6 +289,3 @@ def write_report(
         ),
         "",
     ]
-    path = out / REPORT_FILE
-    atomic_write(path, "\n".join(lines))
-    return path

@@ -26,10 +26,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
 from archon_search.core.items import Item
-from archon_search.datasets.base import Benchmark, split_items
+from archon_search.datasets.registry import get_dataset
+from archon_search.eval.benchmark import Benchmark, judge_name, make_benchmark
 from archon_search.eval.evaluate import DEFAULT_CHUNK, EvalResult, TooManyErrors, evaluate
-from archon_search.eval.task import task_of
 from archon_search.lang.validate import Validated, load_models_file
+from archon_search.runtime.cache import ResponseCache
+from archon_search.runtime.pool import BackendPool
 from archon_search.search.display import SearchDisplay
 from archon_search.search.export import export_run
 from archon_search.search.objective import (
@@ -163,7 +165,7 @@ def _check_numbers(config: SearchConfig) -> None:
 
 
 def _split(items: list[Item], benchmark: Benchmark, config: SearchConfig) -> tuple[list[Item], list[Item]]:
-    dev, test = split_items(items, config.split_seed)
+    dev, test = benchmark.split(items, config.split_seed)
     if config.limit:
         dev, test = dev[: config.limit], test[: config.limit]
     if not dev:
@@ -193,6 +195,23 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(before)
 
 
+@dataclass
+class _Setup:
+    """What a run is before it spends anything: the benchmark, its split, where it writes, the study it resumes."""
+
+    benchmark: Benchmark
+    ctx: SpaceContext
+    judge: str | None
+    items: list[Item]
+    dev: list[Item]
+    test: list[Item]
+    out: Path
+    url: str
+    study: str
+    #: the sampler's seed: workers sharing a storage must not propose the same points from the same seed
+    seed: int
+
+
 def run_search(
     config: SearchConfig,
     *,
@@ -208,98 +227,147 @@ def run_search(
     Re-running with the same storage and study resumes; KeyboardInterrupt marks the running trial FAIL (rerun on
     resume) and propagates.
     """
-    from archon_search.datasets.judged import attach_judge, judge_name
-    from archon_search.datasets.registry import get_benchmark
-    from archon_search.runtime.cache import ResponseCache
-    from archon_search.runtime.pool import BackendPool
-
     objective = Objective.parse(config.objective)
     _check_numbers(config)
     space = load_space(config.space_file)
     specs = dict(models) if models is not None else (load_models_file(config.models_file) if config.models_file else {})
-    bench = benchmark if benchmark is not None else get_benchmark(config.bench)
-    judge = judge_name(bench, config.judge)
+    loop = asyncio.new_event_loop()
+    pool = None
+    if backends is None:
+        pool = BackendPool(specs, cache=None if config.no_cache else ResponseCache(config.cache))
+    try:
+        setup = _set_up(config, space, specs, benchmark, pool)
+        with _quiet_optuna():
+            study = _open_study(config, objective, space, specs, setup)
+            served = pool if pool is not None else backends
+            return _run_study(config, objective, space, setup, study, served, loop, show_progress)
+    finally:
+        if pool is not None:
+            loop.run_until_complete(pool.aclose())
+        loop.close()
+
+
+def _set_up(
+    config: SearchConfig,
+    space: SearchSpace,
+    specs: Mapping[str, Any],
+    benchmark: Benchmark | None,
+    pool: BackendPool | None,
+) -> _Setup:
+    """The benchmark (a judged one's judge from `pool`), the space's context, the dev/test split and the names."""
+    bench = benchmark if benchmark is not None else make_benchmark(get_dataset(config.bench), pool, config.judge)
+    judge = judge_name(bench.dataset, config.judge)
     ctx = space_context(space, specs, config.budget, bench.kind, judge=judge, max_tokens=bench.max_tokens)
     items = bench.load(config.data)
     dev, test = _split(items, bench, config)
     out = config.out or Path("results") / f"{bench.name}-b{config.budget}"
     out.mkdir(parents=True, exist_ok=True)
-    url = config.storage or f"sqlite:///{(out / STUDY_DB).resolve()}"
-    name = config.study or f"{bench.name}-b{config.budget}"
-    # workers sharing a storage must not propose the same points from the same seed
-    seed = config.seed if config.storage is None else config.seed + os.getpid()
-    fingerprint = {
-        "bench": bench.name,
+    return _Setup(
+        benchmark=bench,
+        ctx=ctx,
+        judge=judge,
+        items=items,
+        dev=dev,
+        test=test,
+        out=out,
+        url=config.storage or f"sqlite:///{(out / STUDY_DB).resolve()}",
+        study=config.study or f"{bench.name}-b{config.budget}",
+        seed=config.seed if config.storage is None else config.seed + os.getpid(),
+    )
+
+
+def _fingerprint(
+    config: SearchConfig, objective: Objective, space: SearchSpace, specs: Mapping[str, Any], setup: _Setup
+) -> dict[str, Any]:
+    """What a resumed study must share with this run: a run that differs in any of these starts a new study."""
+    judge, ctx = setup.judge, setup.ctx
+    return {
+        "bench": setup.benchmark.name,
         "budget": config.budget,
         "objective": objective.name,
         "space": _digest([space.model_dump(), ctx.models, ctx.max_tokens]),
-        "dev_questions": _digest([item.id for item in dev]),
+        "dev_questions": _digest([item.id for item in setup.dev]),
         "split_seed": config.split_seed,
         "judge": judge,
         "model_entries": _digest({n: specs.get(n) for n in sorted({*ctx.models, *([judge] if judge else [])})}),
-        "data": _data_hash(config.data, items),
+        "data": _data_hash(config.data, setup.items),
     }
-    info = RunInfo(
-        bench=bench.name,
+
+
+def _open_study(
+    config: SearchConfig, objective: Objective, space: SearchSpace, specs: Mapping[str, Any], setup: _Setup
+) -> Study:
+    """The study (new, or resumed with a sampler reseeded past the trials it holds)."""
+    sampler = make_sampler(config.sampler, setup.seed, config.trials)
+    study = open_study(
+        make_storage(setup.url),
+        setup.study,
+        objective,
+        sampler,
+        make_pruner(objective, config.sampler, len(setup.dev)),
+        _fingerprint(config, objective, space, specs, setup),
+    )
+    so_far = len(study.get_trials(deepcopy=False))
+    if so_far:
+        study.sampler = make_sampler(config.sampler, resumed_seed(setup.seed, so_far), config.trials)
+    if config.sampler == "gp":
+        _warn_if_gp_inherits(study)
+    return study
+
+
+def _run_info(config: SearchConfig, objective: Objective, setup: _Setup) -> RunInfo:
+    """The run's description for run.json and the report."""
+    return RunInfo(
+        bench=setup.benchmark.name,
         budget=config.budget,
-        study=name,
-        storage=public_url(url),
+        study=setup.study,
+        storage=public_url(setup.url),
         objective=objective.name,
         sampler=config.sampler,
         seed=config.seed,
         split_seed=config.split_seed,
         target_trials=config.trials,
         space=str(config.space_file) if config.space_file else "built-in",
-        models=list(ctx.models),
-        dev_n=len(dev),
-        test_n=len(test),
-        pruning=pruning_text(objective, config.sampler, len(dev)),
+        models=list(setup.ctx.models),
+        dev_n=len(setup.dev),
+        test_n=len(setup.test),
+        pruning=pruning_text(objective, config.sampler, len(setup.dev)),
     )
-    with _quiet_optuna():
-        sampler = make_sampler(config.sampler, seed, config.trials)
-        study = open_study(
-            make_storage(url),
-            name,
+
+
+def _run_study(
+    config: SearchConfig,
+    objective: Objective,
+    space: SearchSpace,
+    setup: _Setup,
+    study: Study,
+    backends: Mapping[str, Backend],
+    loop: asyncio.AbstractEventLoop,
+    show_progress: bool,
+) -> SearchResult:
+    """Trials until the study holds the target, then the best re-scored on test and the run folder written."""
+    with SearchDisplay(config.trials, f"{setup.benchmark.name} b{config.budget}", show_progress) as display:
+        runner = TrialRunner(
+            space,
+            setup.ctx,
             objective,
-            sampler,
-            make_pruner(objective, config.sampler, len(dev)),
-            fingerprint,
+            setup.benchmark,
+            setup.dev,
+            backends,
+            setup.out,
+            config.chunk or chunk_for(len(setup.dev)),
+            setup.study,
+            display.advance,
         )
-        so_far = len(study.get_trials(deepcopy=False))
-        if so_far:
-            study.sampler = make_sampler(config.sampler, resumed_seed(seed, so_far), config.trials)
-        if config.sampler == "gp":
-            _warn_if_gp_inherits(study)
-        loop = asyncio.new_event_loop()
-        pool = None
-        if backends is None:
-            pool = BackendPool(specs, cache=None if config.no_cache else ResponseCache(config.cache))
-            attach_judge(bench, pool, config.judge)
-        try:
-            with SearchDisplay(config.trials, f"{bench.name} b{config.budget}", show_progress) as display:
-                runner = TrialRunner(
-                    space,
-                    ctx,
-                    objective,
-                    bench,
-                    dev,
-                    pool if pool is not None else backends,
-                    out,
-                    config.chunk or chunk_for(len(dev)),
-                    name,
-                    display.advance,
-                )
-                run = _Run(config, objective, space, ctx, bench, dev, test, out, study, info, loop, runner, display)
-                with _interruptible(run):
-                    _search(run)
-                wait_for_running(
-                    study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n)
-                )
-                return _finish(run)
-        finally:
-            if pool is not None:
-                loop.run_until_complete(pool.aclose())
-            loop.close()
+        info = _run_info(config, objective, setup)
+        run = _Run(
+            config, objective, space, setup.ctx, setup.benchmark, setup.dev, setup.test, setup.out, study, info, loop,
+            runner, display,
+        )  # fmt: skip
+        with _interruptible(run):
+            _search(run)
+        wait_for_running(study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n))
+        return _finish(run)
 
 
 @contextmanager
@@ -441,7 +509,7 @@ def _finish(run: _Run) -> SearchResult:
                 if "baseline" in t.user_attrs
                 else f"trial {t.number} of study {run.info.study}"
             )
-            write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description, task_of(run.benchmark))
+            write_arch(run.out, t.number, rebuild(t, run.space, run.ctx), description, run.benchmark.task())
     best, front = _pick_best(run, complete)
     best_checked = rebuild(best, run.space, run.ctx)
     others = [t for t in complete if "baseline" in t.user_attrs and t.number != best.number]

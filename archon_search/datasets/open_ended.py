@@ -1,4 +1,4 @@
-"""Open-ended benchmarks scored by a judge model: the shared base, and user-defined ones from a YAML file.
+"""Open-ended benchmarks a judge model scores, defined by a user's YAML file over a jsonl of prompts.
 
 A user's benchmark file (DESIGN §1b with `scorer: judge`):
 
@@ -17,8 +17,6 @@ A user's benchmark file (DESIGN §1b with `scorer: judge`):
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,84 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from archon_search.core.errors import BenchmarkError
 from archon_search.core.items import Item
-from archon_search.datasets.base import Benchmark
+from archon_search.datasets.base import Dataset, JudgeSettings
 from archon_search.datasets.sources import read_jsonl
-from archon_search.lang.spec import NAME_PATTERN
-from archon_search.runtime.pool import BackendPool
-from archon_search.scoring.judge import DEFAULT_JUDGE_MAX_TOKENS, Judgement, JudgeMode, JudgeScorer
-
-
-class JudgedBenchmark(Benchmark):
-    """A benchmark whose answers a judge model scores; `attach_judge` gives it its `JudgeScorer` before scoring.
-
-    There is no answer to extract (the voter then votes on whole texts) and no coverage.
-    """
-
-    kind = "judge"
-    judge_mode: JudgeMode = "single"
-    #: The judge model named by the benchmark itself; `--judge NAME` wins over it.
-    judge_model: str | None = None
-    judge_max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS
-
-    def __init__(self) -> None:
-        self.scorer: JudgeScorer | None = None
-
-    def use_judge(self, scorer: JudgeScorer) -> None:
-        """Score with `scorer` from now on."""
-        self.scorer = scorer
-
-    def extract(self, text: str) -> str | None:
-        """Open-ended answers have no short final answer."""
-        return None
-
-    async def ajudge(self, item: Item, answers: Sequence[str]) -> Judgement:
-        """The judge's full judgement of the architecture's answers to each turn of `item`."""
-        if self.scorer is None:
-            raise BenchmarkError(
-                f"benchmark {self.name} is scored by a judge model: pass --judge NAME (e.g. --judge embedded)"
-            )
-        return await self.scorer.judge(item, answers)
-
-    async def ascore_conversation(self, item: Item, answers: Sequence[str]) -> float:
-        """The judged score in [0, 1]; NaN when the judge gave nothing readable for any turn."""
-        return (await self.ajudge(item, answers)).score
-
-    async def ascore(self, item: Item, text: str) -> float:
-        """`text` judged as the answer to the item's first turn."""
-        return await self.ascore_conversation(item, [text])
-
-    def score(self, item: Item, text: str) -> float:
-        """`ascore` for callers outside an event loop."""
-        return asyncio.run(self.ascore(item, text))
-
-
-def judge_name(benchmark: Benchmark, name: str | None) -> str | None:
-    """The judge a benchmark will use: `name` (`--judge`), else its own `judge_model`; None when not judged."""
-    return (name or benchmark.judge_model) if isinstance(benchmark, JudgedBenchmark) else None
-
-
-def attach_judge(benchmark: Benchmark, pool: BackendPool, name: str | None, *, max_tokens: int | None = None) -> None:
-    """Give a judged benchmark its judge: pool model `name` (`--judge`), else the benchmark's own `judge_model`.
-
-    The judge's backend comes from `pool`, so it shares the run's response cache. A benchmark that is not judged
-    is left as it is.
-    """
-    if not isinstance(benchmark, JudgedBenchmark):
-        return
-    chosen = judge_name(benchmark, name)
-    if not chosen:
-        raise BenchmarkError(
-            f"benchmark {benchmark.name} is scored by a judge model: pass --judge NAME (a model entry, e.g. --judge embedded)"
-        )
-    if chosen not in pool:
-        raise BenchmarkError(
-            f"judge model {chosen!r} is not defined: add it to the --models FILE (defined: {', '.join(sorted(pool))})"
-        )
-    spec = pool.spec(chosen)
-    scorer = JudgeScorer(
-        pool[chosen], benchmark.judge_mode, spec=spec, max_tokens=max_tokens or benchmark.judge_max_tokens
-    )
-    benchmark.use_judge(scorer)
+from archon_search.lang.spec import DEFAULT_JUDGE_MAX_TOKENS, NAME_PATTERN
+from archon_search.scoring.judge import JudgeMode
 
 
 class OpenEndedFile(BaseModel):
@@ -141,16 +65,15 @@ def _optional(value: Any) -> str | tuple[str, ...] | None:
     return str(value)
 
 
-class OpenEndedBenchmark(JudgedBenchmark):
+class OpenEndedDataset(Dataset):
     """A user-defined open-ended benchmark: prompts (one or more turns each) from a jsonl file, judged."""
 
+    scorer = "judge"
+
     def __init__(self, config: OpenEndedFile, base_dir: Path):
-        super().__init__()
         self.config = config
         self.name = config.name
-        self.judge_mode = config.judge_mode
-        self.judge_model = config.judge
-        self.judge_max_tokens = config.judge_max_tokens
+        self.judge = JudgeSettings(config.judge_mode, config.judge, config.judge_max_tokens)
         self.data_path = base_dir / config.data
 
     def load(self, data: str | Path | None = None) -> list[Item]:
@@ -187,7 +110,7 @@ class OpenEndedBenchmark(JudgedBenchmark):
         return Item(item_id, turns[0], reference, turns if len(turns) > 1 else (), meta)
 
 
-def load_open_ended(path: Path) -> OpenEndedBenchmark:
+def load_open_ended(path: Path) -> OpenEndedDataset:
     """The judged benchmark a YAML file defines; any mistake is a one-line error naming the file and the field."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -206,4 +129,4 @@ def load_open_ended(path: Path) -> OpenEndedBenchmark:
             allowed = ", ".join(OpenEndedFile.model_fields)
             raise BenchmarkError(f"{path}: unknown field {where!r} (allowed: {allowed})") from None
         raise BenchmarkError(f"{path}: {where}: {error['msg']}") from None
-    return OpenEndedBenchmark(config, path.parent)
+    return OpenEndedDataset(config, path.parent)
