@@ -33,3 +33,10 @@ def write_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads the embedded model or starts PostgreSQL is slow too (`-m "not slow"` skips them all)."""
+    for item in items:
+        if item.get_closest_marker("embedded") or item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.slow)

@@ -69,3 +69,13 @@ def test_the_walker_sees_lazy_imports(tmp_path: Path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from archon_search.runtime.api import Architecture\n")
     assert _imports(source) == [(2, "archon_search.runtime.api")]
+
+
+def test_ops_read_answers_only_through_the_public_scoring_package():
+    inner = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in sorted((PACKAGE / "ops").glob("*.py"))
+        for line, module in _imports(path)
+        if module.startswith("archon_search.scoring.")
+    ]
+    assert not inner, "ops import scoring's public names from `archon_search.scoring`:\n" + "\n".join(inner)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from archon_search.scoring.answers import split_thinking
+from archon_search.scoring import split_thinking
 
 T = TypeVar("T")
 

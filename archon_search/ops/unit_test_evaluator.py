@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
 from archon_search.ops.base import Op, PlannedCall, QueryState
-from archon_search.scoring.answers import extract_code
-from archon_search.scoring.scorers import arun_check, compiles, join_solution
+from archon_search.scoring import arun_check, compiles, extract_code, join_solution
 
 LLM_EVAL_PROMPT = """Here are a question, a candidate response, and {k} tests a correct response must pass.
 For each test decide whether the response passes it. Answer with one line per test, exactly like:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
 from archon_search.ops.base import Op, PlannedCall, QueryState
-from archon_search.scoring.scorers import compiles
+from archon_search.scoring import compiles
 
 CODE_TESTS_PROMPT = """Write {k} Python unit tests for a correct solution to the task below.
 Each test is ONE line: a single `assert` statement calling the function, e.g.

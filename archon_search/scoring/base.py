@@ -68,4 +68,4 @@ def get_scorer(name: str, **needs: Any) -> Scorer:
 
 def _import_builtins() -> None:
     # the built-in scorers register on import; importing them here keeps `get_scorer` usable on its own
-    from archon_search.scoring import judge, scorers  # noqa: F401
+    from archon_search.scoring import code, judge, scorers  # noqa: F401

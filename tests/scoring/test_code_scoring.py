@@ -18,8 +18,8 @@ from archon_search.lang.validate import validate_text
 from archon_search.ops import Candidate, OpContext, QueryState
 from archon_search.ops.unit_test_evaluator import UnitTestEvaluator, question_code
 from archon_search.scoring.base import get_scorer
+from archon_search.scoring.code import join_solution, run_check
 from archon_search.scoring.sandbox import isolation_summary
-from archon_search.scoring.scorers import join_solution, run_check
 
 BENCH = make_benchmark(HumanEval())
 ITEM = BENCH.load()[0]  # has_close_elements(numbers: List[float], threshold: float) -> bool

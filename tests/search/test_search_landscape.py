@@ -23,6 +23,8 @@ from perf import landscape_text as text
 from perf.landscape import DEFAULT_MODELS, SPACE_FILE, Landscape, best_in_space, parse_audit
 from perf.speed_search import Setup, trials_to_reach
 
+pytestmark = pytest.mark.slow
+
 BUDGET = 6
 EVERY_OP = """
 name: every-op

@@ -23,7 +23,7 @@ from archon_search.datasets.math500 import Math500
 from archon_search.eval.benchmark import split_items
 from archon_search.lang.validate import load_architecture
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 MATH500 = REPO_ROOT.parent / "shared" / "data" / "math500.jsonl"
 BUDGET = 32
 TRIALS = 3
@@ -32,7 +32,10 @@ MODEL = "stub-model"
 KEY_ENV = "ARCHON_SEARCH_OPENAI_TEST_KEY"
 FINISHED = ("COMPLETE", "PRUNED")
 
-pytestmark = pytest.mark.skipif(not MATH500.is_file(), reason=f"MATH-500 data not present at {MATH500}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not MATH500.is_file(), reason=f"MATH-500 data not present at {MATH500}"),
+]
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
 from archon_search.scoring.answers import extract_code, extract_number, extract_text_answer, last_boxed
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 EXTRACTORS = {"number": extract_number, "text": extract_text_answer, "math": last_boxed, "code": extract_code}
 MIN_PER_KIND = 12
 

@@ -17,7 +17,7 @@ from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
 from archon_search.runtime.pool import BackendPool
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "example-open-ended.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-open-ended.yaml"
 
 
 def test_example_file_loads_with_references_baselines_and_a_two_turn_item():

@@ -22,7 +22,7 @@ from archon_search.eval.benchmark import split_items
 from archon_search.lang.validate import load_architecture
 from archon_search.scoring.judge import GRADE_REMINDER
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = REPO_ROOT.parent / "shared" / "data" / "mt_bench_questions.jsonl"
 BUDGET = 4
 TRIALS = 3
@@ -34,7 +34,10 @@ POOR = "POOR ANSWER: no idea."
 GOOD_GRADE, POOR_GRADE = 9, 3
 FINISHED = ("COMPLETE", "PRUNED")
 
-pytestmark = pytest.mark.skipif(not QUESTIONS.is_file(), reason=f"MT-Bench data not present at {QUESTIONS}")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not QUESTIONS.is_file(), reason=f"MT-Bench data not present at {QUESTIONS}"),
+]
 
 
 def score(grade: float) -> float:

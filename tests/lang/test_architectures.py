@@ -9,7 +9,7 @@ import pytest
 
 from archon_search.lang.validate import load_architecture
 
-ARCHITECTURES = Path(__file__).resolve().parent.parent / "architectures"
+ARCHITECTURES = Path(__file__).resolve().parents[2] / "architectures"
 FILES = sorted(ARCHITECTURES.glob("*.yaml"))
 REQUIRED = [
     "single",

@@ -16,7 +16,7 @@ from archon_search.core.messages import ChatRequest
 from archon_search.lang.spec import ScriptedModel
 from archon_search.runtime.cache import CachedBackend
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "--quick",
     "--questions", "3",

@@ -129,6 +129,7 @@ def test_a_trial_without_scores_says_n_a(tmp_path):
     assert text.startswith("# archon-search export of trial 0 (baseline self-consistency) of run ")
 
 
+@pytest.mark.slow
 def test_models_file_replaces_the_runs_entries(tmp_path):
     run = make_run(tmp_path)
     replacement = {

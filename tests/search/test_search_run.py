@@ -28,7 +28,9 @@ from archon_search.search.space import baselines, load_space, space_context
 from archon_search.search.study import discard_reason
 from perf.landscape import SPACE_FILE, Landscape
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 6
 
 

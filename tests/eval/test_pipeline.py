@@ -208,6 +208,7 @@ class GeneratorsOnly(Keyed):
         return await super().complete(requests)
 
 
+@pytest.mark.slow
 def test_a_search_records_an_erroring_trial_as_failed_goes_on_and_a_resume_does_not_retry_it(tmp_path):
     from archon_search.eval.evaluate import question_text
     from archon_search.search.runner import SearchConfig, run_search

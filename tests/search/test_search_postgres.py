@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from archon_search.search.study import with_driver
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TRIALS = 14
 PASSWORD = "not-a-real-secret"
 

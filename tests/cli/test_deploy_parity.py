@@ -37,7 +37,7 @@ from archon_search.search.export import export_run
 from archon_search.search.runner import SearchConfig, run_search
 from archon_search.serve import BackgroundServer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DESIGN = REPO_ROOT.parent / "shared" / "DESIGN.md"
 MODEL = "stub-model"
 QUESTIONS = [f"Tally {n}: what is {n} + {4 - n}?" for n in range(6)]
@@ -103,6 +103,7 @@ def asked(body: dict) -> str:
     return json.dumps(body, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_run_export_serve_gives_the_trials_answers_to_the_openai_client(tmp_path):
     bench = user_benchmark(tmp_path / "bench")
     space = tmp_path / "space.yaml"

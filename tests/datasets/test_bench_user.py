@@ -11,7 +11,7 @@ from archon_search.core.errors import BenchmarkError
 from archon_search.datasets.registry import get_dataset
 from archon_search.eval.benchmark import get_benchmark, kind_of
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example-math.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "example-math.yaml"
 
 
 def _bench(tmp_path: Path, records: list[dict], **fields: object) -> Path:
