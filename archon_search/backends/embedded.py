@@ -16,7 +16,7 @@ from typing import Any
 
 from archon_search.backends.base import Backend
 from archon_search.core.errors import BackendError
-from archon_search.core.messages import ChatRequest, Completion
+from archon_search.core.messages import STOP, ChatRequest, Completion
 from archon_search.lang.spec import EmbeddedModel
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,7 @@ class EmbeddedBackend(Backend):
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
             latency_s=latency,
+            finish_reason=out["choices"][0].get("finish_reason") or STOP,
         )
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:

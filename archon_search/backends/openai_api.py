@@ -23,7 +23,7 @@ from tenacity.wait import wait_base
 
 from archon_search.backends.base import Backend
 from archon_search.core.errors import BackendError, ServerUnavailable
-from archon_search.core.messages import ChatRequest, Completion
+from archon_search.core.messages import STOP, ChatRequest, Completion
 from archon_search.lang.spec import OpenAIModel
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,7 @@ class OpenAIBackend(Backend):
             prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
             completion_tokens=(usage.completion_tokens or 0) if usage else 0,
             latency_s=latency,
+            finish_reason=response.choices[0].finish_reason or STOP,
         )
 
     def _structured(self, request: ChatRequest) -> dict[str, Any]:

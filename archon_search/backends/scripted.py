@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from archon_search.backends.base import Backend
 from archon_search.core.errors import BackendError
-from archon_search.core.messages import ChatRequest, Completion
+from archon_search.core.messages import LENGTH, STOP, ChatRequest, Completion
 from archon_search.lang.spec import ScriptedModel
 
 
@@ -62,12 +62,17 @@ class ScriptedBackend(Backend):
         if latency:
             await asyncio.sleep(latency)
         self.calls += len(requests)
-        return [
-            Completion(
-                text=text,
-                prompt_tokens=sum(word_count(content) for _, content in r.messages),
-                completion_tokens=word_count(text),
-                latency_s=latency,
-            )
-            for r, text in zip(requests, texts)
-        ]
+        return [self._completion(r, text, latency) for r, text in zip(requests, texts)]
+
+    def _completion(self, request: ChatRequest, text: str, latency: float) -> Completion:
+        """The reply, cut to max_tokens words (finish_reason "length") when the entry truncates."""
+        finish = STOP
+        if self.spec.truncate and word_count(text) > request.max_tokens:
+            text, finish = " ".join(text.split()[: request.max_tokens]), LENGTH
+        return Completion(
+            text=text,
+            prompt_tokens=sum(word_count(content) for _, content in request.messages),
+            completion_tokens=word_count(text),
+            latency_s=latency,
+            finish_reason=finish,
+        )

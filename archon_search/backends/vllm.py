@@ -23,7 +23,7 @@ from typing import Any
 from archon_search.backends.base import Backend
 from archon_search.core.errors import BackendError
 from archon_search.core.loop_thread import LoopThread
-from archon_search.core.messages import ChatRequest, Completion
+from archon_search.core.messages import STOP, ChatRequest, Completion
 from archon_search.lang.spec import VLLMModel
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ class VLLMBackend(Backend):
             prompt_tokens=len(final.prompt_token_ids or prompt),
             completion_tokens=len(sample.token_ids),
             latency_s=time.perf_counter() - start,
+            finish_reason=sample.finish_reason or STOP,
         )
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:

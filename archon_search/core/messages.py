@@ -57,12 +57,24 @@ class ChatRequest:
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+#: Why a completion ended: the model stopped on its own, or the token limit cut it (other values, such as an API's
+#: "content_filter", pass through as the server sent them).
+STOP, LENGTH = "stop", "length"
+
+
 @dataclass(frozen=True)
 class Completion:
-    """What one call gave back, with its usage. `cached` is true when no backend call was made."""
+    """What one call gave back, with its usage. `cached` is true when no backend call was made; `finish_reason` is
+    `"length"` when max_tokens cut the text short."""
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
     cached: bool = False
+    finish_reason: str = STOP
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the token limit cut this text short (its last number is no final answer)."""
+        return self.finish_reason == LENGTH

@@ -97,6 +97,8 @@ class ScriptedModel(_Priced):
     responses: list[str] = Field(default_factory=list)
     by_prompt: dict[str, str] = Field(default_factory=dict)
     latency_ms: float = Field(default=0, ge=0)
+    #: cut replies to max_tokens words, finish_reason "length", as a real model's token limit does
+    truncate: bool = False
 
     @property
     def model_id(self) -> str:

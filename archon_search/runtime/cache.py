@@ -28,9 +28,12 @@ CREATE TABLE IF NOT EXISTS responses (
     text TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    finish_reason TEXT NOT NULL DEFAULT 'stop'
 )
 """
+# caches written before finish_reason was stored: their answers ended on their own or were cut; unknown, so 'stop'
+ADD_FINISH_REASON = "ALTER TABLE responses ADD COLUMN finish_reason TEXT NOT NULL DEFAULT 'stop'"
 # stays under SQLITE_MAX_VARIABLE_NUMBER of older SQLite builds (999)
 KEYS_PER_QUERY = 500
 
@@ -84,6 +87,13 @@ class ResponseCache:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+            if "finish_reason" not in columns:
+                try:
+                    conn.execute(ADD_FINISH_REASON)
+                except sqlite3.OperationalError:
+                    # another process added it between our check and our ALTER
+                    log.debug("finish_reason column added concurrently")
             self._local.conn = conn
             self._local.pid = os.getpid()
         return conn
@@ -97,12 +107,14 @@ class ResponseCache:
             for i in range(0, len(wanted), KEYS_PER_QUERY):
                 chunk = wanted[i : i + KEYS_PER_QUERY]
                 rows = conn.execute(
-                    f"SELECT key, text, prompt_tokens, completion_tokens FROM responses "
+                    f"SELECT key, text, prompt_tokens, completion_tokens, finish_reason FROM responses "
                     f"WHERE key IN ({','.join('?' * len(chunk))})",
                     chunk,
                 )
-                for key, text, prompt_tokens, completion_tokens in rows:
-                    found[key] = Completion(text, prompt_tokens, completion_tokens, 0.0, cached=True)
+                for key, text, prompt_tokens, completion_tokens, finish_reason in rows:
+                    found[key] = Completion(
+                        text, prompt_tokens, completion_tokens, 0.0, cached=True, finish_reason=finish_reason
+                    )
         except sqlite3.Error as exc:
             log.warning("response cache %s unreadable (%s); treating as misses", self.path, exc)
         return found
@@ -112,14 +124,14 @@ class ResponseCache:
         if not entries:
             return
         now = time.time()
-        rows = [(k, c.text, c.prompt_tokens, c.completion_tokens, now) for k, c in entries.items()]
+        rows = [(k, c.text, c.prompt_tokens, c.completion_tokens, now, c.finish_reason) for k, c in entries.items()]
         try:
             conn = self._connection()
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
-                    "INSERT OR IGNORE INTO responses (key, text, prompt_tokens, completion_tokens, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO responses "
+                    "(key, text, prompt_tokens, completion_tokens, created, finish_reason) VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
         except sqlite3.Error as exc:
