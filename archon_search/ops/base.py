@@ -30,11 +30,13 @@ CUT_MARK = "\n[... {cut} characters cut to fit the context window ...]\n"
 
 @dataclass
 class Candidate:
-    """One answer in flight, with the critique a critic attached to it (if any)."""
+    """One answer in flight, with the critique a critic attached to it (if any). `truncated`: the token limit cut
+    the text short, so its last number is no final answer."""
 
     text: str
     source: str
     critique: str | None = None
+    truncated: bool = False
 
 
 @dataclass
@@ -53,6 +55,11 @@ class QueryState:
     def answer(self) -> str:
         """The architecture's answer: the first candidate left after the last layer."""
         return self.candidates[0].text if self.candidates else ""
+
+    @property
+    def answer_truncated(self) -> bool:
+        """Whether the token limit cut the architecture's answer short."""
+        return bool(self.candidates) and self.candidates[0].truncated
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ class Fuser(Op):
         fused_from = len(state.candidates)
         _, truncated = self._prompt(state)
         state.candidates = [
-            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}")
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}", truncated=c.truncated)
             for call, c in zip(calls, completions)
         ]
         event: dict = {"fused_from": fused_from}

@@ -20,7 +20,7 @@ class Generator(Op):
 
     async def apply(self, state: QueryState, calls: Sequence[PlannedCall], completions: Sequence[Completion]) -> dict:
         state.candidates = [
-            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}")
+            Candidate(c.text, f"L{self.index}.U{call.unit}.S{call.request.sample}", truncated=c.truncated)
             for call, c in zip(calls, completions)
         ]
         if not state.first_layer:
