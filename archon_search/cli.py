@@ -237,6 +237,8 @@ def _summary_table(arch: str, bench: str, s):
         table.add_row("unscored (judge unreadable; left out of accuracy)", str(s.unscored))
     if s.errors:
         table.add_row("questions stopped by a failed request (scored wrong; see questions.csv)", str(s.errors))
+    if s.truncated:
+        table.add_row("answers cut by the token limit (scored wrong; raise max_tokens)", str(s.truncated))
     return table
 
 

@@ -63,6 +63,8 @@ class EvalSummary:
     unscored: int = 0
     #: Questions a backend error stopped (a refused prompt, a server down through every retry): scored 0.
     errors: int = 0
+    #: Questions whose final answer the token limit cut short: scored 0, no answer read from the cut text.
+    truncated: int = 0
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ async def _score_item(
         # on exactly the hard (long) questions
         return 0.0, FirstLayer(len(turns[0].state.first_layer), 0) if coverage else None, None
     answers = [t.answer for t in turns]
+    if turns[-1].state.answer_truncated and benchmark.kind != "judge":
+        # a cut text's last number is no final answer: no answer is read from it (a judge still grades what it sees)
+        firsts = turns[0].state.first_layer
+        return 0.0, FirstLayer(len(firsts), 0) if coverage else None, None
     if isinstance(benchmark.scorer, JudgeScorer):
         judgement = await benchmark.scorer.judge(item, answers)
         return judgement.score, None, judgement
@@ -230,11 +236,13 @@ class _Flow:
         for turn in turns:
             usage.add(turn.usage)
         error = turns[-1].error
+        truncated = turns[-1].state.answer_truncated
         row = {
             "id": item.id,
             "correct": score,
             "answer": turns[-1].answer,
-            "extracted": self.benchmark.extract(turns[-1].answer),
+            "extracted": None if truncated else self.benchmark.extract(turns[-1].answer),
+            "truncated": int(truncated),
             "reference": item.reference,
             "calls": usage.calls,
             "tokens": usage.tokens,
@@ -257,6 +265,7 @@ class _Flow:
                 "answer": turns[-1].answer,
                 "score": score,
                 "covered": covered,
+                "truncated": truncated,
             }
             if error is not None:
                 header["error"] = str(error)
@@ -373,4 +382,5 @@ def summarize(frame: pd.DataFrame, total: Usage, wall_s: float, judge: Usage | N
         judge_cost=judge.cost,
         unscored=n - len(scores),
         errors=int(frame["errors"].sum()) if n and "errors" in frame else 0,
+        truncated=int(frame["truncated"].sum()) if n and "truncated" in frame else 0,
     )

@@ -129,6 +129,10 @@ class Executor:
                 if failed is not None:
                     raise failed
         except BackendError as failed:
+            # the calls were attempted (and may have cost tokens): a failing architecture must not look cheaper
+            attempted = Usage(calls=len(plan), backend_calls=len(plan), latency_s=time.perf_counter() - started)
+            result.usage.add(attempted)
+            result.per_op.setdefault(op.name, Usage()).add(attempted)
             result.state.events.append({"layer": op.index, "op": op.name, "error": str(failed)})
             raise
         event = await op.apply(result.state, plan, done)
@@ -157,6 +161,7 @@ class Executor:
                     "completion_tokens": completion.completion_tokens,
                     "latency_s": round(completion.latency_s, 4),
                     "cached": completion.cached,
+                    "finish_reason": completion.finish_reason,
                 }
             )
         result.usage.add(usage)

@@ -220,6 +220,9 @@ class TrialRunner:
             "tokens_per_query": s.tokens_per_query,
             "cost": s.cost,
             "backend_calls": s.backend_calls,
+            # questions the API refused (a backend error stopped them) and answers the token limit cut short
+            "refused": s.errors,
+            "truncated": s.truncated,
         }
         if self.benchmark.kind == "judge":
             result |= {"judge_calls": s.judge_calls, "judge_cost": s.judge_cost, "unscored": s.unscored}

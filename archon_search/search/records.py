@@ -100,6 +100,8 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
                 "judge_calls": r.get("judge_calls"),
                 "judge_cost": r.get("judge_cost"),
                 "unscored": r.get("unscored"),
+                "refused": r.get("refused"),
+                "truncated": r.get("truncated"),
                 "pruned": t.state == TrialState.PRUNED,
                 "pruned_because": r.get("pruned_because"),
                 # a trial failed for good by its own requests' errors (too many questions stopped): why

@@ -206,8 +206,17 @@ def _run_section(info: RunInfo, frame: pd.DataFrame) -> list[str]:
         + f" (target {info.target_trials}); search space: {info.space}; models: {', '.join(info.models)}",
         f"- questions: {info.dev_n} dev (searched on), {info.test_n} test (held out, split seed {info.split_seed})",
         f"- pruning: {info.pruning}; {plural(states.get('PRUNED', 0), 'trial')} pruned",
+        (
+            f"- dev answers cut by the token limit: {_total(frame, 'truncated')} (scored wrong, no answer read from a cut "
+            f"text); dev questions refused by the API: {_total(frame, 'refused')} (scored wrong; per trial in trials.csv)"
+        ),
         "",
     ]
+
+
+def _total(frame: pd.DataFrame, column: str) -> int:
+    """A trials.csv count column summed over the trials (0 when no trial has it)."""
+    return int(frame[column].fillna(0).sum()) if column in frame else 0
 
 
 def _best_section(info: RunInfo, frame: pd.DataFrame, best: Validated) -> list[str]:
