@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from typing_extensions import Self
 
-from archon_search.core.errors import ArchonError
+from archon_search.core.errors import ArchonError, BackendError
 from archon_search.runtime.api import Answer, Architecture, ConversationError
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,17 @@ def create_app(arch: Architecture, api_key: str | None = None) -> FastAPI:
     return app
 
 
+def _upstream_error(reply_id: str, exc: BackendError) -> APIError:
+    """An upstream model's failure as the client should see it: a request the upstream refused (4xx) stays a 4xx of
+    the same status, which clients do not retry; anything else is a 502."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if exc.status is not None and 400 <= exc.status < 500:
+        log.warning("%s: an upstream model refused the request: %s", reply_id, reason)
+        return APIError(exc.status, f"an upstream model refused the request: {reason}", code="upstream_refused")
+    log.error("%s: the architecture failed: %s", reply_id, reason)
+    return APIError(502, f"an upstream model failed: {reason}", "upstream_error", "upstream_failed")
+
+
 def _authorizer(api_key: str | None) -> Callable[[Request], Awaitable[None]]:
     """The dependency that checks a request's bearer token against `api_key` (no check without one)."""
 
@@ -228,6 +239,8 @@ async def _chat_reply(arch: Architecture, body: ChatCompletionRequest) -> JSONRe
         answer = await arch.arun_with_usage(body.messages)
     except ConversationError as exc:
         raise APIError(400, str(exc), param="messages", code="invalid_messages") from None
+    except BackendError as exc:
+        raise _upstream_error(reply_id, exc) from None
     except Exception as exc:
         log.exception("%s: the architecture failed", reply_id)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

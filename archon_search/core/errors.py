@@ -46,12 +46,14 @@ class BackendError(ArchonError):
     """A model backend failed in a way retries cannot fix (missing key, unknown model, server down).
 
     `partial` maps the index of each request of the failed batch that did get an answer to that answer, so
-    a caller can keep what was paid for (the response cache stores them).
+    a caller can keep what was paid for (the response cache stores them). `status` is the upstream HTTP status
+    when a server refused the request (so `serve` can pass a 4xx on as a 4xx, which clients do not retry).
     """
 
-    def __init__(self, message: str, partial: dict[int, Any] | None = None):
+    def __init__(self, message: str, partial: dict[int, Any] | None = None, status: int | None = None):
         super().__init__(message)
         self.partial: dict[int, Any] = dict(partial or {})
+        self.status = status
 
 
 class BenchmarkError(ArchonError):

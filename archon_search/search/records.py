@@ -76,7 +76,8 @@ def trials_frame(trials: Sequence[FrozenTrial], test_scores: dict[int, float] | 
     """One row per trial: state, baseline, dev (and test) score, usage per query, pruning, then `param_*` columns."""
     test_scores = test_scores or {}
     rows = []
-    for t in counted(trials):
+    # a WAITING trial (an enqueued rerun or baseline that no worker started) has no result to show
+    for t in (t for t in counted(trials) if t.state != TrialState.WAITING):
         r, arch = result_of(t), arch_of(t)
         duration = (
             (t.datetime_complete - t.datetime_start).total_seconds()

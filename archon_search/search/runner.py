@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -48,6 +49,9 @@ from archon_search.search.report import Comparison, compare, write_report
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
 from archon_search.search.study import (
     ERRORED,
+    POLL_S,
+    THIS_WORKER,
+    WORKER,
     Discarded,
     discard_reason,
     fail_stale,
@@ -408,7 +412,8 @@ def _progress(run: _Run, trials: list[FrozenTrial]) -> tuple[int, str, int]:
 
 
 def _search(run: _Run) -> None:
-    """Run trials until the study holds the target number of finished (or running) counted trials."""
+    """Run trials until the study holds the target number of finished counted trials (another worker's running
+    trial counts once it finishes; one whose worker died is rerun here)."""
     study, target = run.study, run.config.trials
     fixed = {b.name: b.params for b in baselines(run.space, run.ctx)}
 
@@ -418,6 +423,7 @@ def _search(run: _Run) -> None:
             trial.set_user_attr("discarded", reason)
             log.info("trial %d set aside: %s", trial.number, reason)
             raise Discarded(reason)
+        trial.set_user_attr(WORKER, THIS_WORKER)
         label = trial.user_attrs.get("baseline") or ("rerun" if "retry_of" in trial.user_attrs else "")
         run.display.start_trial(trial.number, label, len(run.dev))
         run.current = trial.number
@@ -439,8 +445,12 @@ def _search(run: _Run) -> None:
         finished, running = tally(trials)
         run.display.update(*_progress(run, trials), running)
         write_records(run.out, run.info, trials)
-        if finished + running >= target:
+        if finished >= target:
             return
+        if finished + running >= target:
+            # other workers' trials complete the study, unless one of them dies: then its rerun is ours to run
+            time.sleep(POLL_S)
+            continue
         study.optimize(objective, n_trials=1, catch=(Discarded, TooManyErrors), gc_after_trial=False)
         run.current = None
 

@@ -16,7 +16,9 @@ import hashlib
 import importlib.util
 import logging
 import math
+import os
 import random
+import socket
 import time
 import warnings
 from collections import defaultdict
@@ -49,6 +51,10 @@ SCHEMA_RETRIES = 5
 class Discarded(Exception):
     """Raised inside a trial that must not count (duplicate or surplus); the trial ends FAIL, marked."""
 
+
+#: user attr naming the worker (host:pid) that runs a trial, so a resume on the same host can tell a dead one at once
+WORKER = "worker"
+THIS_WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 #: user attr of a trial failed by its own requests' errors (too many questions errored): it counts as one of the
 #: study's trials and is never rerun, since it would fail the same way
@@ -315,10 +321,29 @@ def tally(trials: Sequence[FrozenTrial]) -> tuple[int, int]:
 
 
 def fail_stale(study: Study) -> None:
-    """Fail trials whose worker stopped beating (their retries are then enqueued by `requeue`)."""
+    """Fail trials whose worker stopped beating, or whose worker on this host is dead (killed, crashed): their
+    retries are then enqueued by `requeue`, so a resumed search still ends with all its trials."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _dead_here(t.user_attrs.get(WORKER)):
+            log.info("trial %d: its worker %s is gone; it will be rerun", t.number, t.user_attrs[WORKER])
+            study.tell(t.number, state=TrialState.FAIL)
+
+
+def _dead_here(worker: str | None) -> bool:
+    """Whether `worker` (host:pid) ran on this host and its process no longer exists."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def wait_for_running(study: Study, on_wait: Callable[[int], None] | None = None) -> None:

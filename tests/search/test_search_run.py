@@ -207,6 +207,41 @@ def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_pa
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == done + 2
 
 
+def test_a_resume_after_a_crash_ends_with_exactly_the_trials_asked_for(landscape, tmp_path):
+    out = tmp_path / "run"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "perf.landscape", "--trials", "40", "--items", "24", "--latency-ms", "150"]
+        + ["--sampler", "random", "--out", str(out)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = trial_states(out)
+            if states.count("COMPLETE") + states.count("PRUNED") >= 3 and "SCORING" in states:
+                break
+            time.sleep(0.05)
+    finally:
+        # a crash: no handler runs, the trial stays RUNNING in the study
+        worker.kill()
+        worker.wait(timeout=30)
+    stuck = [t for t in load_study(out).get_trials() if t.state == TrialState.RUNNING]
+    assert len(stuck) == 1
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in load_study(out).get_trials())
+    started = time.monotonic()
+    result = search(landscape, out, trials=done + 1, sampler="random")
+    # the dead worker's trial is failed at once (its process is gone), not after the heartbeat's grace period
+    assert time.monotonic() - started < 45
+    after = load_study(out).get_trials()
+    assert result.trials == done + 1
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in after) == done + 1
+    reruns = [t for t in after if t.user_attrs.get("retry_of") == stuck[0].number]
+    assert len(reruns) == 1 and reruns[0].params == stuck[0].params
+    states = set(pd.read_csv(out / "trials.csv")["state"])
+    assert not states & {"RUNNING", "WAITING"}
+
 SCRIPTED_MODELS = """
 solver: {backend: scripted, responses: ["Two plus two.\\nAnswer: 4"]}
 """
