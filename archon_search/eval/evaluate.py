@@ -172,6 +172,7 @@ class _Flow:
         on_chunk: Callable[[ChunkDone], None] | None,
         progress: Callable[[int], None] | None,
         max_error_rate: float,
+        on_calls: Callable[[int], None] | None = None,
     ):
         self.executor = executor
         self.benchmark = benchmark
@@ -180,6 +181,7 @@ class _Flow:
         self.chunk_size = chunk_size
         self.on_chunk = on_chunk
         self.progress = progress
+        self.on_calls = on_calls
         self.max_error_rate = max_error_rate
         self.with_coverage = benchmark.kind != "judge"
         self.answered: list[_Answered | None] = [None] * len(items)
@@ -276,6 +278,8 @@ class _Flow:
         self.answered[index] = _Answered(row, usage, judgement.usage if judgement is not None else None)
         if self.progress is not None:
             self.progress(1)
+        if self.on_calls is not None:
+            self.on_calls(usage.calls)
         if error is not None:
             log.warning("question %s failed: %s", item.id, error)
             self.errors.append(error)
@@ -317,6 +321,7 @@ async def evaluate(
     chunk_size: int = DEFAULT_CHUNK,
     on_chunk: Callable[[ChunkDone], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_calls: Callable[[int], None] | None = None,
     max_in_flight: int = MAX_IN_FLIGHT,
     max_error_rate: float = MAX_ERROR_RATE,
 ) -> EvalResult:
@@ -325,7 +330,7 @@ async def evaluate(
     Up to `max_in_flight` items are in flight at once, each through its layers (and turns) on its own, scored as soon
     as it is answered. `on_chunk(ChunkDone)` hears of the first `chunk_size`, 2 x `chunk_size`, ... items in item
     order (and of all of them at the end) and may raise to stop early (the search's pruner does); `progress(n)` is
-    told how many questions just finished. A question a backend error stopped is scored 0 and counted in `errors`;
+    told how many questions just finished, `on_calls(n)` how many LM calls each finished question made. A question a backend error stopped is scored 0 and counted in `errors`;
     with more than `max_error_rate` of them the evaluation stops with `TooManyErrors` (or, when a server was down,
     with that server's `ServerUnavailable`).
     """
@@ -339,6 +344,7 @@ async def evaluate(
         on_chunk,
         progress,
         max_error_rate,
+        on_calls,
     )
     answered = await flow.run(max_in_flight)
     total = Usage()

@@ -130,6 +130,8 @@ class TrialRunner:
     chunk: int
     study_name: str
     progress: Callable[[int], None] | None = None
+    #: hears of the LM calls of each question as it finishes, so a live counter moves during a trial
+    on_calls: Callable[[int], None] | None = None
     calls_spent: int = 0
 
     async def run(self, trial: optuna.Trial) -> list[float]:
@@ -162,6 +164,7 @@ class TrialRunner:
             chunk_size=self.chunk,
             on_chunk=self._chunk_reporter(trial, prunable),
             progress=self.progress,
+            on_calls=self._spent,
         )
         result = self._result(trial, evaluated.summary)
         trial.set_user_attr("result", result)
@@ -175,14 +178,17 @@ class TrialRunner:
         write_arch(self.out, trial.number, checked, description, self.benchmark.task())
         return checked
 
+    def _spent(self, calls: int) -> None:
+        self.calls_spent += calls
+        if self.on_calls is not None:
+            self.on_calls(calls)
+
     def _chunk_reporter(self, trial: optuna.Trial, prunable: bool) -> Callable[[ChunkDone], None]:
-        """What hears of each scored chunk: it counts the calls, reports scores to Optuna and prunes."""
-        calls_before = self.calls_spent
+        """What hears of each scored chunk: it reports scores to Optuna and prunes."""
         reported = 0
 
         def on_chunk(chunk: ChunkDone) -> None:
             nonlocal reported
-            self.calls_spent = calls_before + chunk.calls
             if self.objective.multi:
                 return
             # every trial reports each question's score at step = its index, so the paired pruner can

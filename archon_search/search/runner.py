@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 import pandas as pd
 from optuna.study import Study
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from archon_search.backends.base import Backend
 from archon_search.core.items import Item
@@ -41,9 +41,11 @@ from archon_search.search.objective import (
     TrialRunner,
     arch_key,
     arch_path,
+    build_architecture,
     rebuild,
     write_arch,
 )
+from archon_search.search.plan import SearchPlan
 from archon_search.search.records import FINISHED, RunInfo, counted, public_url, result_of, trials_frame, write_records
 from archon_search.search.report import Comparison, compare, write_report
 from archon_search.search.space import SearchSpace, SpaceContext, baselines, load_space, space_context
@@ -339,6 +341,24 @@ def _run_info(config: SearchConfig, objective: Objective, setup: _Setup) -> RunI
     )
 
 
+def _plan(config: SearchConfig, space: SearchSpace, setup: _Setup, study: Study) -> SearchPlan:
+    """What the run will do, stated before its first call."""
+    ctx = setup.ctx
+    fixed = [(b.name, build_architecture(FixedTrial(b.params, 0), 0, space, ctx)[1]) for b in baselines(space, ctx)]
+    return SearchPlan(
+        bench=setup.benchmark.name,
+        budget=config.budget,
+        trials=config.trials,
+        dev_n=len(setup.dev),
+        test_n=len(setup.test),
+        models={name: ctx.model_specs.get(name) for name in ctx.models},
+        baselines=[(name, checked.calls_per_query) for name, checked in fixed],
+        max_tokens=ctx.max_tokens,
+        out=setup.out,
+        resumed_trials=len(counted(study.get_trials(deepcopy=False))),
+    )
+
+
 def _run_study(
     config: SearchConfig,
     objective: Objective,
@@ -362,7 +382,9 @@ def _run_study(
             config.chunk or chunk_for(len(setup.dev)),
             setup.study,
             display.advance,
+            display.spend,
         )
+        display.announce(_plan(config, space, setup, study).lines())
         info = _run_info(config, objective, setup)
         run = _Run(
             config, objective, space, setup.ctx, setup.benchmark, setup.dev, setup.test, setup.out, study, info, loop,

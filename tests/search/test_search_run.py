@@ -259,6 +259,11 @@ def test_the_cli_runs_a_search_and_says_what_won(tmp_path):
     # not a terminal: one plain progress line per finished trial instead of the live view
     progress = [line for line in result.output.splitlines() if line.startswith("arith b3: ")]
     assert [line.split(",")[0] for line in progress] == [f"arith b3: {n}/4 trials" for n in range(1, 5)]
+    # the plan comes before the first trial, and the ETA once a trial is timed
+    lines = result.output.splitlines()
+    assert lines[0].startswith("plan: arith, at most 3 LM calls per question, 4 trials")
+    assert any(line.strip().startswith("baselines: single-solver (1 call per question)") for line in lines)
+    assert "ETA " in progress[0] and "ETA after the first trial" not in progress[-1]
 
 
 @pytest.mark.parametrize(
