@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import importlib.util
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archon_search.backends.base import Backend
+from archon_search.backends.llama_batch import BatchEngine, Prepared
 from archon_search.core.errors import BackendError
-from archon_search.core.messages import STOP, ChatRequest, Completion
+from archon_search.core.messages import ChatRequest, Completion
 from archon_search.lang.spec import EmbeddedModel
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ TEMPLATE_OVERHEAD_TOKENS = 48
 MESSAGE_OVERHEAD_TOKENS = 6
 MIN_KEPT_TOKENS = 32
 TRUNCATION_MARK = "\n[...]\n"
+#: how long `aclose` waits for the decode thread to drop this backend's cancelled requests
+CLOSE_WAIT_S = 5.0
 
 
 def default_model_path() -> Path:
@@ -47,14 +51,29 @@ def default_model_path() -> Path:
 
 @dataclass
 class LoadedModel:
-    """A loaded `llama_cpp.Llama` with the lock that serializes calls to it (it is not thread-safe)."""
+    """A loaded `llama_cpp.Llama` (the weights, tokenizer and chat format) with its batch engines, one per number of
+    parallel sequences; `lock` serializes direct calls to `llm` (it is not thread-safe)."""
 
     llm: Any
     n_ctx: int
     lock: threading.Lock
+    engines: dict[int, BatchEngine] = field(default_factory=dict)
+
+    def engine(self, n_parallel: int) -> BatchEngine:
+        """The engine decoding up to `n_parallel` sequences together in its own context, started on first use."""
+        with self.lock:
+            if n_parallel not in self.engines:
+                self.engines[n_parallel] = BatchEngine(
+                    self.llm, self.n_ctx, n_parallel, self.n_threads, name=Path(self.llm.model_path).name
+                )
+            return self.engines[n_parallel]
+
+    @property
+    def n_threads(self) -> int:
+        return int(self.llm.context_params.n_threads)
 
 
-_LOADED: dict[tuple[str, int, int], LoadedModel] = {}
+_LOADED: dict[tuple[str, int, int, str | None], LoadedModel] = {}
 _LOADING = threading.Lock()
 
 
@@ -63,6 +82,8 @@ def _unload_all() -> None:
     # llama_cpp's __del__ fails when it runs during interpreter teardown; free the models while Python is whole
     with _LOADING:
         for model in _LOADED.values():
+            for engine in model.engines.values():
+                engine.close()
             model.llm.close()
         _LOADED.clear()
 
@@ -75,9 +96,18 @@ def _require_llama_cpp() -> Any:
     return llama_cpp
 
 
-def load_model(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
-    """The process-wide model for (path, n_ctx, n_threads), loaded on first use."""
-    key = (str(path), n_ctx, n_threads)
+def default_threads() -> int:
+    """Threads per model when the entry sets none: half the cores (at least 1), see docs/backends.md.
+
+    llama.cpp's worker threads spin while they wait; with as many threads as cores, any other busy process (a second
+    run, a test suite) makes them wait on each other and throughput falls 60-200 fold.
+    """
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def load_model(path: Path, n_ctx: int, n_threads: int, chat_format: str | None = None) -> LoadedModel:
+    """The process-wide model for (path, n_ctx, n_threads, chat_format), loaded on first use."""
+    key = (str(path), n_ctx, n_threads, chat_format)
     with _LOADING:
         if key not in _LOADED:
             llama_cpp = _require_llama_cpp()
@@ -88,10 +118,26 @@ def load_model(path: Path, n_ctx: int, n_threads: int) -> LoadedModel:
                     n_ctx=n_ctx,
                     n_threads=n_threads,
                     n_threads_batch=n_threads,
+                    chat_format=chat_format,
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
                 raise BackendError(f"cannot load GGUF {path} ({exc}); point model_path at a valid .gguf file") from None
+            if chat_format is None and "tokenizer.chat_template" not in llm.metadata:
+                llm.close()
+                raise BackendError(
+                    f"GGUF {path.name} has no chat template, so it is probably not an instruct model; "
+                    "set chat_format: (e.g. chatml) in its model entry to use it anyway"
+                )
+            if chat_format is not None:
+                from llama_cpp import llama_chat_format
+
+                try:
+                    llama_chat_format.get_chat_completion_handler(chat_format)
+                except KeyError:
+                    llm.close()
+                    known = ", ".join(sorted(llama_chat_format.LlamaChatCompletionHandlerRegistry()._chat_handlers))
+                    raise BackendError(f"unknown chat_format {chat_format!r}; use one of {known}") from None
             log.info(
                 "loaded %s (n_ctx=%d, n_threads=%d) in %.1fs", path.name, n_ctx, n_threads, time.perf_counter() - start
             )
@@ -134,10 +180,83 @@ def fit_messages(llm: Any, messages: list[dict[str, str]], n_ctx: int, max_token
     return fitted
 
 
+class _Captured(Exception):
+    """Raised by `_PromptCapture.create_completion`: the arguments a chat handler built for the completion."""
+
+    def __init__(self, arguments: dict[str, Any]):
+        super().__init__("captured")
+        self.arguments = arguments
+
+
+class _PromptCapture:
+    """Stands in for the `Llama` object in llama-cpp-python's chat handler, so that the prompt tokens, stop strings
+    and grammar come out exactly as `create_chat_completion` would build them (chat template, BOS, JSON Schema)."""
+
+    def __init__(self, llm: Any):
+        self._llm = llm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def create_completion(self, **arguments: Any) -> Any:
+        raise _Captured(arguments)
+
+
+def _chat_handler(llm: Any) -> Any:
+    from llama_cpp import llama_chat_format
+
+    return (
+        llm.chat_handler
+        or llm._chat_handlers.get(llm.chat_format)
+        or llama_chat_format.get_chat_completion_handler(llm.chat_format)
+    )
+
+
+def prepare(model: LoadedModel, request: ChatRequest) -> Prepared:
+    """The request as the batch engine takes it: the chat-formatted prompt tokens (cut to fit n_ctx), the room
+    left for the answer, its sampling settings and seed, and its JSON Schema as a grammar."""
+    llm = model.llm
+    messages = fit_messages(llm, request.as_messages(), model.n_ctx, request.max_tokens)
+    options: dict[str, Any] = {}
+    if request.schema is not None:
+        options["response_format"] = {"type": "json_object", "schema": request.schema}
+    try:
+        _chat_handler(llm)(
+            llama=_PromptCapture(llm),
+            messages=messages,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            seed=request.seed,
+            **options,
+        )
+    except _Captured as captured:
+        arguments = captured.arguments
+    else:
+        raise BackendError(f"embedded model: the chat format {llm.chat_format!r} is not supported; set chat_format:")
+    prompt = list(arguments["prompt"])
+    room = model.n_ctx - len(prompt)
+    if room < 1:
+        raise BackendError(
+            f"embedded model: the prompt is {len(prompt)} tokens and n_ctx is {model.n_ctx}; "
+            "raise n_ctx or shorten the prompt"
+        )
+    stop = arguments.get("stop") or []
+    grammar = arguments.get("grammar")
+    return Prepared(
+        prompt=prompt,
+        max_tokens=min(request.max_tokens, room) if request.max_tokens > 0 else room,
+        temperature=request.temperature,
+        seed=request.seed,
+        grammar=(grammar._grammar, grammar._root) if grammar is not None else None,
+        stop=tuple([stop] if isinstance(stop, str) else stop),
+    )
+
+
 class EmbeddedBackend(Backend):
-    """llama.cpp on the CPU: one model per process, calls one at a time in a worker thread so the event
-    loop stays free; each sample gets its own seed (from the sample index and the prompt). A request's JSON
-    Schema becomes a llama.cpp grammar, so the answer is JSON matching it (unless max_tokens cuts it short)."""
+    """llama.cpp on the CPU, one model per process. Requests from every concurrent `complete` call join one running
+    batch (continuous batching, up to `n_parallel` sequences decoded together by one thread, see `llama_batch`);
+    each sample gets its own seed (from the sample index and the prompt). A request's JSON Schema becomes a llama.cpp
+    grammar, so the answer is JSON matching it (unless max_tokens cuts it short)."""
 
     kind = "embedded"
 
@@ -150,51 +269,78 @@ class EmbeddedBackend(Backend):
                 raise BackendError(f"model_path {spec.model_path} is not a file; point it at a .gguf file or remove it")
         else:
             self.path = default_model_path()
-        self.n_threads = spec.n_threads or os.cpu_count() or 1
+        self.n_threads = spec.n_threads or default_threads()
+        self._in_flight: set[concurrent.futures.Future] = set()
 
     @property
     def model_id(self) -> str:
         return self.spec.model_id
 
-    def _generate(self, request: ChatRequest) -> Completion:
-        model = load_model(self.path, self.spec.n_ctx, self.n_threads)
-        with model.lock:
-            messages = fit_messages(model.llm, request.as_messages(), model.n_ctx, request.max_tokens)
-            # llama.cpp turns the schema into a grammar that constrains decoding
-            options: dict[str, Any] = {}
-            if request.schema is not None:
-                options["response_format"] = {"type": "json_object", "schema": request.schema}
-            start = time.perf_counter()
-            try:
-                out = model.llm.create_chat_completion(
-                    messages=messages,
-                    temperature=request.temperature,
-                    max_tokens=request.max_tokens,
-                    seed=request.seed,
-                    **options,
-                )
-            except ValueError as exc:
-                raise BackendError(f"embedded model: {exc}; raise n_ctx or shorten the prompt") from None
-            latency = time.perf_counter() - start
-        usage = out.get("usage") or {}
-        return Completion(
-            text=out["choices"][0]["message"].get("content") or "",
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-            latency_s=latency,
-            finish_reason=out["choices"][0].get("finish_reason") or STOP,
-        )
+    def _load(self) -> LoadedModel:
+        model = load_model(self.path, self.spec.n_ctx, self.n_threads, self.spec.chat_format)
+        model.engine(self.spec.n_parallel)
+        return model
+
+    def _prepare(self, model: LoadedModel, request: ChatRequest) -> Prepared:
+        return prepare(model, request)
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Answer the requests one after another off the event loop (the model runs one call at a time).
+        """Answer the requests, decoded together with every other request pending on this model.
 
-        A failure carries the answers made before it in `BackendError.partial`.
+        A request that fails does not stop the others; the failure carries their answers in `BackendError.partial`.
+        Cancelling the call drops its requests from the batch at the next decode step.
         """
-        done: list[Completion] = []
-        for request in requests:
+        key = (str(self.path), self.spec.n_ctx, self.n_threads, self.spec.chat_format)
+        model = _LOADED.get(key)
+        if model is None or self.spec.n_parallel not in model.engines:
+            model = await asyncio.to_thread(self._load)
+        engine = model.engine(self.spec.n_parallel)
+        futures: list[concurrent.futures.Future | None] = []
+        errors: dict[int, BackendError] = {}
+        for i, request in enumerate(requests):
             try:
-                done.append(await asyncio.to_thread(self._generate, request))
+                futures.append(engine.submit(self._prepare(model, request)))
             except BackendError as exc:
-                exc.partial = dict(enumerate(done))
-                raise
-        return done
+                errors[i] = exc
+                futures.append(None)
+        live = [f for f in futures if f is not None]
+        self._in_flight.update(live)
+        try:
+            answers = await asyncio.gather(
+                *(asyncio.wrap_future(f) if f is not None else _none() for f in futures), return_exceptions=True
+            )
+        except asyncio.CancelledError:
+            for f in live:
+                f.cancel()
+            raise
+        finally:
+            self._in_flight.difference_update(live)
+        done: dict[int, Completion] = {}
+        for i, answer in enumerate(answers):
+            if isinstance(answer, Completion):
+                done[i] = answer
+            elif isinstance(answer, BaseException) and i not in errors:
+                if not isinstance(answer, BackendError):
+                    raise answer
+                errors[i] = answer
+        if errors:
+            first = errors[min(errors)]
+            first.partial = done
+            raise first
+        return [done[i] for i in range(len(requests))]
+
+    async def aclose(self) -> None:
+        """Cancel this backend's requests still decoding and wait (at most a few seconds) until their slots are free."""
+        pending = list(self._in_flight)
+        self._in_flight.clear()
+        for f in pending:
+            f.cancel()
+        key = (str(self.path), self.spec.n_ctx, self.n_threads, self.spec.chat_format)
+        model = _LOADED.get(key)
+        engine = model.engines.get(self.spec.n_parallel) if model is not None else None
+        if pending and engine is not None:
+            await asyncio.to_thread(engine.wait_released, pending, CLOSE_WAIT_S)
+
+
+async def _none() -> None:
+    return None

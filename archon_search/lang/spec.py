@@ -32,8 +32,12 @@ class EmbeddedModel(_Priced):
 
     backend: Literal["embedded"] = "embedded"
     model_path: str | None = None
-    n_ctx: int = Field(default=2048, ge=128)
-    n_threads: int | None = Field(default=None, ge=1)
+    n_ctx: int = Field(default=2048, ge=128, description="tokens per sequence (prompt and answer together)")
+    n_threads: int | None = Field(default=None, ge=1, description="threads per model; default half the cores")
+    n_parallel: int = Field(default=8, ge=1, description="sequences decoded together in one batch")
+    chat_format: str | None = Field(
+        default=None, description="llama-cpp-python chat format (e.g. chatml) for a GGUF without a chat template"
+    )
 
     @property
     def model_id(self) -> str:

@@ -33,7 +33,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from archon_search.search.objective import PRUNE_P, Objective, SearchError
 from archon_search.search.records import FINISHED, counted, public_url
@@ -82,6 +82,11 @@ def with_driver(url: str) -> str:
 
 def make_storage(url: str) -> RDBStorage:
     """An RDB storage with heartbeats (so a dead worker's trial gets rerun) and patient SQLite locking."""
+    if _in_memory(url):
+        raise SearchError(
+            f"--storage {url}: an in-memory study cannot be resumed or shared, and each connection would see its own "
+            "empty database; leave --storage out (the run folder's study.db) or name a file (sqlite:///study.db)"
+        )
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}
@@ -103,6 +108,15 @@ def make_storage(url: str) -> RDBStorage:
     return storage
 
 
+def _in_memory(url: str) -> bool:
+    """Whether `url` is an SQLite database held in memory (`sqlite://`, `sqlite:///:memory:`)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def _open_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
     # workers started together on an empty database race to create Optuna's tables; the loser retries and finds them
     for attempt in range(SCHEMA_RETRIES):
@@ -112,8 +126,10 @@ def _open_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
                 return RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
                 )
-        except (IntegrityError, ProgrammingError):
-            if attempt == SCHEMA_RETRIES - 1:
+        except (IntegrityError, ProgrammingError, OperationalError) as exc:
+            # SQLite says "table ... already exists" (OperationalError) where PostgreSQL raises the other two
+            racing = not isinstance(exc, OperationalError) or "already exists" in str(exc) or "locked" in str(exc)
+            if not racing or attempt == SCHEMA_RETRIES - 1:
                 raise
             time.sleep(random.uniform(0.2, 1.0))
     raise AssertionError("unreachable")

@@ -242,6 +242,7 @@ def test_a_resume_after_a_crash_ends_with_exactly_the_trials_asked_for(landscape
     states = set(pd.read_csv(out / "trials.csv")["state"])
     assert not states & {"RUNNING", "WAITING"}
 
+
 SCRIPTED_MODELS = """
 solver: {backend: scripted, responses: ["Two plus two.\\nAnswer: 4"]}
 """
