@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import pandas as pd
 
@@ -17,6 +18,8 @@ from archon_search.search.plots import HISTORY_PNG, PARETO_PNG, plot_history, pl
 from archon_search.search.records import RunInfo, atomic_write
 
 REPORT_FILE = "report.md"
+#: the chance of calling a real gain reliable that the report's power statement is about
+POWER = 0.8
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,10 @@ class Comparison:
     tokens_per_query: float
     p_value: float | None = None
     coverage: float | None = None
+    #: share of the paired test questions on which this one and the best disagree (what a paired test can use)
+    discordant: float | None = None
+    #: questions both scored
+    paired_n: int = 0
 
 
 def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, EvalResult]]) -> list[Comparison]:
@@ -45,15 +52,39 @@ def compare(best: tuple[str, int, EvalResult], others: list[tuple[str, int, Eval
         # Only questions both scored count: an unparsed judgement (NaN) is neither a win nor a loss.
         pairs = pd.DataFrame({"best": scores, "other": theirs}).dropna()
         p = paired_bootstrap_pvalue(pairs["best"].tolist(), pairs["other"].tolist()) if len(pairs) else None
-        out.append(_comparison(other_label, other_number, other, p))
+        discordant = float((pairs["best"] != pairs["other"]).mean()) if len(pairs) else None
+        out.append(_comparison(other_label, other_number, other, p, discordant, len(pairs)))
     return out
 
 
-def _comparison(label: str, number: int, result: EvalResult, p: float | None) -> Comparison:
+def _comparison(
+    label: str, number: int, result: EvalResult, p: float | None, discordant: float | None = None, paired: int = 0
+) -> Comparison:
     s = result.summary
     return Comparison(
-        label, number, s.n, s.accuracy, s.ci_low, s.ci_high, s.calls_per_query, s.tokens_per_query, p, s.coverage
+        label,
+        number,
+        s.n,
+        s.accuracy,
+        s.ci_low,
+        s.ci_high,
+        s.calls_per_query,
+        s.tokens_per_query,
+        p,
+        s.coverage,
+        discordant,
+        paired,
     )
+
+
+def detectable_gain(discordant: float, n: int, alpha: float, power: float = POWER) -> float:
+    """The smallest true accuracy gain a one-sided paired test at `alpha` on `n` questions calls reliable `power` of
+    the time (normal approximation); `discordant` is the share of questions the two answer differently, floored at
+    what a gain needs (a +g gain moves at least g of the questions)."""
+    z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
+    gain = z * math.sqrt(max(discordant, 1 / n) / n)
+    # the variance of a paired difference is (d - g^2) / n with d >= g: solve g = z sqrt(d / n) for d = max(d, g)
+    return min(1.0, max(gain, z * z / n))
 
 
 def reading(comparisons: list[Comparison]) -> list[str]:
@@ -68,10 +99,8 @@ def reading(comparisons: list[Comparison]) -> list[str]:
             verdict = "cannot be compared on the same questions"
         elif other.p_value < threshold:
             verdict = f"is reliably better ({_points(gap)}, p {other.p_value:.3f} < {threshold:.3f})"
-        elif gap > 0:
-            verdict = f"scores {_points(gap)} more, but that is within chance (p {other.p_value:.3f})"
         else:
-            verdict = f"is not better ({_points(gap)}, p {other.p_value:.3f})"
+            verdict = _undecided(gap, other, threshold)
         lines.append(f"- Against {other.label} (trial {other.number}) the best {verdict}.")
     for c in comparisons:
         if c.coverage is None or math.isnan(c.accuracy) or c.coverage <= c.accuracy:
@@ -86,7 +115,47 @@ def reading(comparisons: list[Comparison]) -> list[str]:
             f"- With {best.n} test questions a 95% interval is about ±{196 * (0.25 / best.n) ** 0.5:.0f} points wide "
             "at 50%: only large differences can show; score more questions (`--limit`) to see smaller ones."
         )
+    return lines + [""] + recommendation(comparisons, threshold)
+
+
+def _undecided(gap: float, other: Comparison, threshold: float) -> str:
+    """A difference the test did not call reliable, with what this n could have shown: inconclusive, not "no gain",
+    when the gap seen is smaller than the gain the test detects."""
+    seen = f"{_points(gap)}, p {other.p_value:.3f}"
+    if other.discordant is None or not other.paired_n:
+        return f"is not reliably better ({seen})"
+    needed = detectable_gain(other.discordant, other.paired_n, threshold)
+    power = f"{other.paired_n} questions detect a true gain of {_points(needed)} or more {POWER:.0%} of the time"
+    if gap <= 0:
+        return f"is not better ({seen}); {power}"
+    if gap < needed:
+        return (
+            f"scores {_points(gap)} more, but that is within chance (p {other.p_value:.3f}): inconclusive, as {power}"
+        )
+    return f"scores {_points(gap)} more, but that is within chance (p {other.p_value:.3f}); {power}"
+
+
+def recommendation(comparisons: list[Comparison], threshold: float) -> list[str]:
+    """Which architecture to deploy: the cheapest one the test does not show to be worse than the best."""
+    best, others = comparisons[0], comparisons[1:]
+    peers = [best] + [c for c in others if c.p_value is None or c.p_value >= threshold]
+    pick = min(peers, key=lambda c: (c.calls_per_query, -_accuracy(c)))
+    lines = ["### Recommendation", ""]
+    if pick is best:
+        lines.append(
+            f"- Deploy the best (trial {best.number}, `best.yaml`): no cheaper architecture scored is as good on test."
+        )
+    else:
+        lines.append(
+            f"- Deploy {pick.label} (trial {pick.number}, `archon-search export --trial {pick.number}`): on test it is "
+            f"not reliably worse than the best ({_pct(pick.accuracy)} against {_pct(best.accuracy)}) and needs "
+            f"{pick.calls_per_query:.2f} LM calls per query against {best.calls_per_query:.2f}."
+        )
     return lines + [""]
+
+
+def _accuracy(c: Comparison) -> float:
+    return -1.0 if math.isnan(c.accuracy) else c.accuracy
 
 
 def _points(value: float) -> str:

@@ -10,7 +10,15 @@ import pytest
 
 from archon_search.core.usage import Usage
 from archon_search.eval.evaluate import EvalResult, summarize
-from archon_search.search.report import _stats_note, compare, pass_at_k_table, reading
+from archon_search.search.report import (
+    Comparison,
+    _stats_note,
+    compare,
+    detectable_gain,
+    pass_at_k_table,
+    reading,
+    recommendation,
+)
 
 
 def _result(scores: list[float]) -> EvalResult:
@@ -91,3 +99,33 @@ def test_nothing_scored_gives_nan_not_an_error():
     nan = float("nan")
     rows = compare(("best", 1, _result([nan, nan])), [("baseline", 0, _result([1.0, nan]))])
     assert math.isnan(rows[0].accuracy) and rows[1].p_value is None
+
+
+def test_the_power_statement_says_what_n_questions_can_detect():
+    # 50 questions on which the two disagree a third of the time: a gain needs about 20 points to show 80% of the time
+    assert detectable_gain(1 / 3, 50, 0.05) == pytest.approx(0.203, abs=0.005)
+    assert detectable_gain(1 / 3, 500, 0.05) == pytest.approx(0.064, abs=0.005)
+    # even identical answers cannot make a 5-question test sensitive
+    assert detectable_gain(0.0, 5, 0.05) > 0.5
+
+
+def test_a_small_gain_on_few_questions_is_inconclusive_not_no_gain():
+    # the best wins 10 questions the other misses, loses 5 the other gets: +10 points on 50 questions
+    best = _result([1.0] * 30 + [0.0] * 20)
+    other = _result([1.0] * 20 + [0.0] * 10 + [1.0] * 5 + [0.0] * 15)
+    text = "\n".join(reading(compare(("best", 1, best), [("single", 0, other)])))
+    assert "inconclusive" in text and "50 questions detect a true gain of" in text
+
+
+def _comparison(label: str, number: int, accuracy: float, calls: float, p: float | None) -> Comparison:
+    return Comparison(label, number, 50, accuracy, accuracy - 0.1, accuracy + 0.1, calls, 100.0 * calls, p)
+
+
+def test_the_report_recommends_the_cheapest_architecture_not_reliably_worse_than_the_best():
+    best = _comparison("best", 7, 0.60, 12.0, None)
+    cheap_and_as_good = _comparison("baseline single", 0, 0.62, 1.0, 0.71)
+    worse_and_cheaper = _comparison("baseline tiny", 1, 0.30, 0.5, 0.001)
+    text = "\n".join(recommendation([best, cheap_and_as_good, worse_and_cheaper], 0.025))
+    assert "Deploy baseline single (trial 0" in text and "1.00 LM calls per query against 12.00" in text
+    alone = "\n".join(recommendation([best, worse_and_cheaper], 0.05))
+    assert "Deploy the best (trial 7" in alone
