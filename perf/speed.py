@@ -297,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report = run_suite(params, names, "quick" if args.quick else "full")
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    # the headline figures as `name=value` lines too, for a reader of the terminal (stdout stays one JSON object)
+    for name in names:
+        for key in FIGURES[name][1]:
+            sys.stderr.write(f"{key}={report[key]}\n")
     return report
 
 
