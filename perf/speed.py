@@ -29,6 +29,7 @@ import yaml
 from perf.speed_embedded import embedded_parallel_throughput, embedded_throughput
 from perf.speed_executor import cache_overhead, critical_path, overhead, sequential_wall
 from perf.speed_lognormal import LOGNORMAL_ARCHITECTURE, MAX_CONCURRENCY, lognormal_path
+from perf.speed_overhead import search_overhead
 from perf.speed_search import REACH, Reach, cache_dedupe, landscape_setup, search_efficiency
 
 log = logging.getLogger("perf.speed")
@@ -40,6 +41,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "cache_dedupe_ratio": ("<=", 0.5),
     "search_efficiency": ("<=", 0.6),
     "embedded_throughput_ratio": (">=", 0.9),
+    "search_overhead_growth": ("<=", 1.5),
 }
 
 
@@ -66,6 +68,7 @@ class Params:
     embedded_tokens: int = 64
     embedded_threads: int = 1
     embedded_repeats: int = 5
+    overhead_trials: int = 256
 
 
 FULL = Params()
@@ -197,6 +200,20 @@ def _embedded(p: Params) -> dict[str, Any]:
     }
 
 
+def _search_overhead(p: Params) -> dict[str, Any]:
+    found = search_overhead(p.overhead_trials)
+    return {
+        "search_overhead_growth": round(found.growth, 3),
+        "details": {
+            "search_overhead": {
+                "trials": found.trials,
+                "early_ms_per_trial": round(found.early_s * 1000, 2),
+                "late_ms_per_trial": round(found.late_s * 1000, 2),
+            }
+        },
+    }
+
+
 FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] = {
     "critical_path": (_critical_path, ("critical_path_ratio", "sequential_speedup")),
     "critical_path_lognormal": (_lognormal, ("critical_path_ratio_lognormal",)),
@@ -206,6 +223,7 @@ FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] =
         ("cache_dedupe_ratio", "search_efficiency", "search_efficiency_gp", "search_efficiency_gp_reason"),
     ),
     "embedded": (_embedded, ("embedded_throughput_ratio", "embedded_parallel_ratio")),
+    "search_overhead": (_search_overhead, ("search_overhead_growth",)),
 }
 
 

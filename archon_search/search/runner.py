@@ -74,6 +74,8 @@ STUDY_DB = "study.db"
 #: the dev/test split of every run unless --split-seed says otherwise: fixed, so a sampler seed never moves it
 DEFAULT_SPLIT_SEED = 0
 BEST_FILE = "best.yaml"
+#: how often trials.csv and run.json are rewritten while the search runs (and once more when it ends)
+RECORDS_EVERY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class _Run:
     current: int | None = None
     #: the best's per-question test rows, once scored
     best_rows: pd.DataFrame | None = None
+    #: when trials.csv and run.json were last rewritten during the search (monotonic clock)
+    records_written: float = -math.inf
 
 
 def _warn_if_gp_inherits(study: Study) -> None:
@@ -466,7 +470,10 @@ def _search(run: _Run) -> None:
             trials = study.get_trials(deepcopy=False)
         finished, running = tally(trials)
         run.display.update(*_progress(run, trials), running)
-        write_records(run.out, run.info, trials)
+        if time.monotonic() - run.records_written >= RECORDS_EVERY_S or finished >= target:
+            # rewriting every trial's row after each trial would make the search's own cost grow with the study
+            write_records(run.out, run.info, trials)
+            run.records_written = time.monotonic()
         if finished >= target:
             return
         if finished + running >= target:

@@ -33,6 +33,7 @@ TINY = [
     "--embedded-samples", "1",
     "--embedded-tokens", "4",
     "--embedded-repeats", "1",
+    "--overhead-trials", "40",
 ]  # fmt: skip
 HEADLINES = (
     "critical_path_ratio",
@@ -41,6 +42,7 @@ HEADLINES = (
     "overhead_us_per_call",
     "cache_dedupe_ratio",
     "search_efficiency",
+    "search_overhead_growth",
     "embedded_throughput_ratio",
 )
 
@@ -80,6 +82,7 @@ def test_quick_mode_prints_every_figure_typed_except_the_embedded_one():
     assert lognormal["calls"] == 4 * 11 and lognormal["architecture"] == "generator -> critic -> ranker -> fuser"
     assert 0 < lognormal["ideal_s"] <= lognormal["actual_s"]
     assert details["overhead"]["calls"] == 5 * 16
+    assert details["search_overhead"]["trials"] == 40 and details["search_overhead"]["late_ms_per_trial"] > 0
     dedupe = details["cache_dedupe"]
     assert dedupe["backend_calls"] == dedupe["distinct_requests"] <= dedupe["logical_calls"], "a request was sent twice"
     tpe = details["search_efficiency"]["tpe"]
