@@ -67,11 +67,99 @@ def _note_isolation(runs_code: bool) -> None:
         err_console.print(escape(isolation_summary()), highlight=False, soft_wrap=True)
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        console.print(f"archon-search {version('archon-search')}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does.")) -> None:
+def main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what the library does."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """archon-search: find the best way to spend inference compute on a task."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def run(
+    budget: int = typer.Option(..., "--budget", "-b", help="LM calls per query that no architecture may exceed."),
+    bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
+    trials: int = typer.Option(
+        20, "--trials", help="Trials the study holds when done, baselines included (a resume stops there)."
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Use at most N dev questions (and N test questions)."),
+    data: Path | None = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
+    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries the space may use."),
+    space: Path | None = typer.Option(None, "--space", help="Search space YAML (default: the built-in space)."),
+    storage: str | None = typer.Option(
+        None,
+        "--storage",
+        help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out).",
+    ),
+    study: str | None = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe (multivariate), random, or gp (needs torch)."),
+    objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy,calls | accuracy,tokens"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
+    split_seed: int = typer.Option(
+        0, "--split-seed", help="Seed of the dev/test split (fixed, so every run holds out the same test questions)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
+    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
+    chunk: int | None = typer.Option(
+        None,
+        "--chunk",
+        help="Dev questions between pruning checks, counted in dev order (default: a third of dev, 4 to 16).",
+    ),
+    judge: str | None = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
+) -> None:
+    """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
+    against baselines, and write the run folder. The same command again resumes the study."""
+    from archon_search.datasets.registry import get_dataset
+    from archon_search.eval.benchmark import kind_of
+    from archon_search.search.runner import SearchConfig, run_search
+
+    config = SearchConfig(
+        bench=bench,
+        budget=budget,
+        trials=trials,
+        limit=limit,
+        data=data,
+        models_file=models,
+        space_file=space,
+        storage=storage,
+        study=study,
+        sampler=sampler,
+        objective=objective,
+        seed=seed,
+        split_seed=split_seed,
+        out=out,
+        cache=cache,
+        no_cache=no_cache,
+        chunk=chunk,
+        judge=judge,
+    )
+    try:
+        with _reported():
+            _note_isolation(kind_of(get_dataset(bench)) == "code")
+            result = run_search(config)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")
+        raise typer.Exit(130) from None
+    test = _score(result.test_score)
+    console.print(
+        f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
+        f"(at most {_per_query(result.best.calls_per_query)}), dev {_score(result.dev_score)}, test {test}\n"
+        f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
+        highlight=False,
     )
 
 
@@ -357,78 +445,3 @@ def serve(
         )
         console.print(describe(arch.checked.arch.task), highlight=False)
         serve_forever(arch, host, port, key)
-
-
-@app.command()
-def run(
-    budget: int = typer.Option(..., "--budget", "-b", help="LM calls per query that no architecture may exceed."),
-    bench: str = typer.Option(..., "--bench", help="Built-in benchmark name or a benchmark YAML file."),
-    trials: int = typer.Option(
-        20, "--trials", help="Trials the study holds when done, baselines included (a resume stops there)."
-    ),
-    limit: int | None = typer.Option(None, "--limit", help="Use at most N dev questions (and N test questions)."),
-    data: Path | None = typer.Option(None, "--data", help="Benchmark data file (jsonl)."),
-    models: Path | None = typer.Option(None, "--models", help="YAML file of model entries the space may use."),
-    space: Path | None = typer.Option(None, "--space", help="Search space YAML (default: the built-in space)."),
-    storage: str | None = typer.Option(
-        None,
-        "--storage",
-        help="Optuna storage URL shared by workers, e.g. postgresql://user@host/db (default: sqlite in --out).",
-    ),
-    study: str | None = typer.Option(None, "--study", help="Study name (default: BENCH-bBUDGET)."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe (multivariate), random, or gp (needs torch)."),
-    objective: str = typer.Option("accuracy", "--objective", help="accuracy | accuracy,calls | accuracy,tokens"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the sampler."),
-    split_seed: int = typer.Option(
-        0, "--split-seed", help="Seed of the dev/test split (fixed, so every run holds out the same test questions)."
-    ),
-    out: Path | None = typer.Option(None, "--out", help="Run folder (default: results/BENCH-bBUDGET)."),
-    cache: Path | None = typer.Option(None, "--cache", help="Response cache file (default: in the user cache dir)."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Call the models even for requests seen before."),
-    chunk: int | None = typer.Option(
-        None,
-        "--chunk",
-        help="Dev questions between pruning checks, counted in dev order (default: a third of dev, 4 to 16).",
-    ),
-    judge: str | None = typer.Option(None, "--judge", help="Model entry that grades judged benchmarks."),
-) -> None:
-    """Search architectures within --budget LM calls per query (Optuna), re-score the best on held-out questions
-    against baselines, and write the run folder. The same command again resumes the study."""
-    from archon_search.datasets.registry import get_dataset
-    from archon_search.eval.benchmark import kind_of
-    from archon_search.search.runner import SearchConfig, run_search
-
-    config = SearchConfig(
-        bench=bench,
-        budget=budget,
-        trials=trials,
-        limit=limit,
-        data=data,
-        models_file=models,
-        space_file=space,
-        storage=storage,
-        study=study,
-        sampler=sampler,
-        objective=objective,
-        seed=seed,
-        split_seed=split_seed,
-        out=out,
-        cache=cache,
-        no_cache=no_cache,
-        chunk=chunk,
-        judge=judge,
-    )
-    try:
-        with _reported():
-            _note_isolation(kind_of(get_dataset(bench)) == "code")
-            result = run_search(config)
-    except KeyboardInterrupt:
-        err_console.print("interrupted: the running trial is marked failed; run the same command again to resume")
-        raise typer.Exit(130) from None
-    test = _score(result.test_score)
-    console.print(
-        f"[green]done[/green] {result.trials} trials in study {escape(result.study)}; best: trial {result.best_trial} "
-        f"(at most {_per_query(result.best.calls_per_query)}), dev {_score(result.dev_score)}, test {test}\n"
-        f"report: {escape(str(result.report))}   best: {escape(str(result.out / 'best.yaml'))}",
-        highlight=False,
-    )

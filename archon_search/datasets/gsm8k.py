@@ -11,7 +11,7 @@ from archon_search.datasets.registry import register_dataset
 from archon_search.datasets.sources import HubSource, load_records
 from archon_search.scoring.answers import format_number, parse_number
 
-HUB = HubSource("openai/gsm8k", split="test", config="main")
+HUB = HubSource("openai/gsm8k", split="test", config="main", file_name="gsm8k_test.jsonl")
 FIELDS = ("question", "answer")
 
 

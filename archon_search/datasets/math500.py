@@ -9,7 +9,7 @@ from archon_search.datasets.base import Dataset
 from archon_search.datasets.registry import register_dataset
 from archon_search.datasets.sources import HubSource, load_records
 
-HUB = HubSource("HuggingFaceH4/MATH-500", split="test")
+HUB = HubSource("HuggingFaceH4/MATH-500", split="test", file_name="math500.jsonl")
 FIELDS = ("problem", "answer", "unique_id")
 
 

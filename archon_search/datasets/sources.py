@@ -20,6 +20,8 @@ class HubSource:
     repo: str
     split: str
     config: str | None = None
+    #: the usual name of a local copy in JSON lines (what `--data` should point to offline)
+    file_name: str = "data.jsonl"
 
 
 def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -58,8 +60,8 @@ def load_records(
     records = _from_hub(hub)
     if records is None:
         raise BenchmarkError(
-            f"{bench}: no data; pass --data PATH to a JSON-lines file with fields {', '.join(required)}"
-            f" (or install `datasets` with access to the hub dataset {hub.repo})"
+            f"{bench}: no data offline; pass --data PATH/{hub.file_name} (JSON lines with fields {', '.join(required)},"
+            f" a copy of the hub dataset {hub.repo}), or install `datasets` with access to the hub"
         )
     missing = [f for f in required if records and f not in records[0]]
     if missing:

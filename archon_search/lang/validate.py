@@ -6,6 +6,7 @@ validator raises only `ArchitectureError`, whatever the input.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ def parse_yaml(text: str, file: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
+        if "'\\t'" in problem:
+            problem += "; indent with spaces, not tabs"
         raise ArchitectureError([Issue(file, f"{where}YAML syntax error: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise ArchitectureError([Issue(file, f"YAML error: {exc}".splitlines()[0])]) from None
@@ -140,7 +143,9 @@ def _parse_layer(index: int, raw: Any, file: str, issues: list[Issue]) -> Layer 
         return None
     op, body = next(iter(raw.items()))
     if op not in UNIT_TYPES:
-        issues.append(Issue(file, f"unknown op {op!r}; use one of {', '.join(UNIT_TYPES)}", "R2", index))
+        close = difflib.get_close_matches(str(op), UNIT_TYPES, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        issues.append(Issue(file, f"unknown op {op!r}; {hint}use one of {', '.join(UNIT_TYPES)}", "R2", index))
         return None
     bodies = [body] if isinstance(body, dict) else body
     if not isinstance(bodies, list) or not bodies:

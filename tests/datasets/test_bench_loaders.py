@@ -86,8 +86,8 @@ def test_data_path_comes_first_and_errors_name_the_line(tmp_path: Path) -> None:
 
 
 def test_without_data_or_hub_the_error_says_to_pass_data(no_hub: None) -> None:
-    for name in ("math", "gsm8k"):
-        with pytest.raises(BenchmarkError, match="--data PATH") as err:
+    for name, file in (("math", "math500.jsonl"), ("gsm8k", "gsm8k_test.jsonl")):
+        with pytest.raises(BenchmarkError, match=f"--data PATH/{file}") as err:
             get_benchmark(name).load()
         assert "\n" not in str(err.value)
 
