@@ -14,7 +14,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -394,8 +394,13 @@ def _run_study(
             config, objective, space, setup.ctx, setup.benchmark, setup.dev, setup.test, setup.out, study, info, loop,
             runner, display,
         )  # fmt: skip
-        with _interruptible(run):
-            _search(run)
+        try:
+            with _interruptible(run):
+                _search(run)
+        finally:
+            # the run folder shows the study as it stands, however the search stopped (after an interrupted trial
+            # is marked failed)
+            write_records(run.out, info, study.get_trials(deepcopy=False))
         wait_for_running(study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n))
         return _finish(run)
 
@@ -463,6 +468,12 @@ def _search(run: _Run) -> None:
         finally:
             run.display.end_trial()
 
+    _trials(run, objective, fixed)
+
+
+def _trials(run: _Run, objective: Callable[[optuna.Trial], list[float]], fixed: dict[str, dict]) -> None:
+    """The search loop: requeue what must be rerun, then one trial at a time until the study holds the target."""
+    study, target = run.study, run.config.trials
     while True:
         fail_stale(study)
         trials = study.get_trials(deepcopy=False)

@@ -1,8 +1,10 @@
 """The search space: which ops and ranges the search may use (YAML), and how a trial's parameters become
 an architecture within the call budget.
 
-A point is a generator layer, 0-3 stages of [critic] -> [ranker] -> fuser layer (the fuser's units may use
-different models), a final [critic] -> [ranker], then [verifier], [unit tests] and [voter]. Parameters are
+A point is a generator layer, 0-3 stages of [unit tests] -> [verifier] -> [critic] -> [ranker] -> fuser layer (the
+critic and ranker in either order, the fuser's units may use different models), a final [critic] -> [ranker], then
+[verifier], [unit tests] and [voter]: Archon's own orders (a ranker before a critic, a verifier before a fuser,
+unit tests mid-pipeline) are points of the space. Parameters are
 asked define-by-run under stable names (`gen0_samples`, `stage1_unit0_model`, ...), so the multivariate TPE
 sampler can model them jointly; conditional ones are only asked when their op is on, and every range is cut to
 what fits the budget, so each trial's parameters describe exactly the architecture it scored.
@@ -53,7 +55,7 @@ class _Strict(BaseModel):
 class GeneratorSpace(_Strict):
     """Ranges of the first layer: how many units, and each unit's samples and temperature."""
 
-    units: IntRange = (1, 3)
+    units: IntRange = (1, 5)
     samples: IntRange = (1, 32)
     temperature: FloatRange = (0.0, 1.2)
     temperature_step: float = Field(default=0.1, gt=0)
@@ -75,10 +77,12 @@ class FuserSpace(_Strict):
 
 
 class UnitTestsSpace(_Strict):
-    """Generated unit tests, run by the evaluator (code benchmarks only)."""
+    """Generated unit tests, run by the evaluator (code benchmarks only); in a stage the evaluator may also have
+    the model judge the tests (mode llm) and keep `top_k` candidates."""
 
     enabled: bool = True
     num_tests: IntRange = (3, 6)
+    top_k: IntRange = (1, 4)
 
 
 class SearchSpace(_Strict):
@@ -104,6 +108,7 @@ def _check_bounds(space: SearchSpace, file: str) -> None:
         "fuser.units": space.fuser.units[0],
         "fuser.samples": space.fuser.samples[0],
         "unit_tests.num_tests": space.unit_tests.num_tests[0],
+        "unit_tests.top_k": space.unit_tests.top_k[0],
     }
     for name, low in lows.items():
         if low < 1:
@@ -220,12 +225,19 @@ class FuseUnit:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage after the generator: [critic] -> [ranker] -> a fuser layer (Archon's stacked design)."""
+    """One stage after the generator: [unit tests] -> [verifier] -> [critic] -> [ranker] -> a fuser layer (Archon's
+    stacked design; `ranker_first` puts the ranker before the critic, whose critiques then reach the fuser)."""
 
     fuser: tuple[FuseUnit, ...]
     critic: str | None = None
     ranker: str | None = None
     ranker_top_k: int = 1
+    ranker_first: bool = False
+    verifier: str | None = None
+    unit_tests: str | None = None
+    num_tests: int = 3
+    tests_mode: str = "execute"
+    tests_top_k: int = 1
 
 
 @dataclass(frozen=True)
@@ -254,22 +266,31 @@ class Point:
             }
         ]
         for stage in self.stages:
-            layers += _judges(stage.critic, stage.ranker, stage.ranker_top_k)
+            if stage.unit_tests:
+                layers += _unit_tests(stage.unit_tests, stage.num_tests, stage.tests_mode, stage.tests_top_k)
+            if stage.verifier:
+                layers.append({"verifier": {"model": stage.verifier}})
+            layers += _judges(stage.critic, stage.ranker, stage.ranker_top_k, stage.ranker_first)
             layers.append({"fuser": [{"model": u.model, "samples": u.samples} for u in stage.fuser]})
         layers += _judges(self.critic if self.ranker else None, self.ranker, self.ranker_top_k)
         if self.verifier:
             layers.append({"verifier": {"model": self.verifier}})
         if self.unit_tests:
-            layers.append({"unit_test_generator": {"model": self.unit_tests, "num_tests": self.num_tests}})
-            layers.append({"unit_test_evaluator": {"mode": "execute", "top_k": 1}})
+            layers += _unit_tests(self.unit_tests, self.num_tests, "execute", 1)
         if self.voter:
             layers.append({"voter": {"top_k": 1}})
         return layers
 
 
-def _judges(critic: str | None, ranker: str | None, top_k: int) -> list[dict]:
-    out: list[dict] = [{"critic": {"model": critic}}] if critic else []
-    return out + ([{"ranker": {"model": ranker, "top_k": top_k}}] if ranker else [])
+def _judges(critic: str | None, ranker: str | None, top_k: int, ranker_first: bool = False) -> list[dict]:
+    judges: list[dict] = [{"critic": {"model": critic}}] if critic else []
+    ranked = [{"ranker": {"model": ranker, "top_k": top_k}}] if ranker else []
+    return ranked + judges if ranker_first else judges + ranked
+
+
+def _unit_tests(model: str, num_tests: int, mode: str, top_k: int) -> list[dict]:
+    evaluator: dict[str, Any] = {"mode": mode, "top_k": top_k} | ({"model": model} if mode == "llm" else {})
+    return [{"unit_test_generator": {"model": model, "num_tests": num_tests}}, {"unit_test_evaluator": evaluator}]
 
 
 def architecture_dict(point: Point, name: str, space: SearchSpace, ctx: SpaceContext) -> dict:
@@ -378,6 +399,13 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
             ask.switch(f"stage{s}_critic", lambda p, s=s: _set_stage(p, s, critic=ctx.models[0]))
         if space.ranker.enabled:
             ask.switch(f"stage{s}_ranker", lambda p, s=s: _set_stage(p, s, ranker=ctx.models[0]))
+        if space.verifier:
+            ask.switch(f"stage{s}_verifier", lambda p, s=s: _set_stage(p, s, verifier=ctx.models[0]))
+        if ctx.allows_unit_tests and space.unit_tests.enabled:
+            tests = space.unit_tests.num_tests[0]
+            ask.switch(
+                f"stage{s}_unit_tests", lambda p, s=s, n=tests: _set_stage(p, s, unit_tests=ctx.models[0], num_tests=n)
+            )
         unit = stage.fuser[0]
         ask.number(f"stage{s}_units", *fuser.units, lambda p, v, s=s, u=unit: _set_stage(p, s, fuser=(u,) * v))
     if space.ranker.enabled and ask.switch("ranker", lambda p: replace(p, ranker=ctx.models[0])) and space.critic:
@@ -391,13 +419,7 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
     if ctx.allows_voter and space.voter and not ask.point.unit_tests:
         ask.switch("voter", lambda p: replace(p, voter=True))
     for s, stage in enumerate(ask.point.stages):
-        if stage.critic:
-            ask.point = _set_stage(ask.point, s, critic=ask.model(f"stage{s}_critic_model"))
-        if stage.ranker:
-            ask.point = _set_stage(ask.point, s, ranker=ask.model(f"stage{s}_ranker_model"))
-            ask.number(
-                f"stage{s}_ranker_top_k", *space.ranker.top_k, lambda p, v, s=s: _set_stage(p, s, ranker_top_k=v)
-            )
+        _stage_sizes(ask, s, stage)
         for j in range(len(stage.fuser)):
             model = ask.model(f"stage{s}_unit{j}_model")
             ask.point = _set_stage(ask.point, s, fuser=_set_unit(ask.point.stages[s].fuser, j, model=model))
@@ -417,6 +439,31 @@ def suggest_point(trial: optuna.Trial, space: SearchSpace, ctx: SpaceContext) ->
         ask.point = replace(ask.point, unit_tests=ask.model("unit_tests_model"))
         ask.number("unit_tests_num_tests", *space.unit_tests.num_tests, lambda p, v: replace(p, num_tests=v))
     return ask.point
+
+
+def _stage_sizes(ask: _Asker, s: int, stage: Stage) -> None:
+    """The models and sizes of stage `s`'s judges, and the order of its critic and ranker."""
+    space = ask.space
+    if stage.critic:
+        ask.point = _set_stage(ask.point, s, critic=ask.model(f"stage{s}_critic_model"))
+    if stage.ranker:
+        ask.point = _set_stage(ask.point, s, ranker=ask.model(f"stage{s}_ranker_model"))
+        ask.number(f"stage{s}_ranker_top_k", *space.ranker.top_k, lambda p, v, s=s: _set_stage(p, s, ranker_top_k=v))
+    if stage.critic and stage.ranker:
+        first = ask.trial.suggest_categorical(f"stage{s}_ranker_first", [False, True])
+        ask.point = _set_stage(ask.point, s, ranker_first=first)
+    if stage.verifier:
+        ask.point = _set_stage(ask.point, s, verifier=ask.model(f"stage{s}_verifier_model"))
+    if stage.unit_tests:
+        # judging the tests with the model (llm) costs calls that running them (execute) does not: offered if it fits
+        if ask.fits(_set_stage(ask.point, s, tests_mode="llm")):
+            ask.point = _set_stage(
+                ask.point, s, tests_mode=ask.trial.suggest_categorical(f"stage{s}_tests_mode", ["execute", "llm"])
+            )
+        ask.point = _set_stage(ask.point, s, unit_tests=ask.model(f"stage{s}_tests_model"))
+        tests = space.unit_tests
+        ask.number(f"stage{s}_num_tests", *tests.num_tests, lambda p, v, s=s: _set_stage(p, s, num_tests=v))
+        ask.number(f"stage{s}_tests_top_k", *tests.top_k, lambda p, v, s=s: _set_stage(p, s, tests_top_k=v))
 
 
 def point_architecture(point: Point, space: SearchSpace, ctx: SpaceContext, name: str) -> Validated:

@@ -211,8 +211,9 @@ def test_a_server_that_fails_mid_search_loses_nothing_and_the_rerun_resumes(tmp_
         errors = [line for line in broken.output.splitlines() if line.startswith("error")]
         assert len(errors) == 1 and "HTTP 500" in errors[0] and stub.url in errors[0], broken.output
         assert isinstance(broken.exception, SystemExit), "the error must end the command, not escape it"
+        # the run folder shows the study as the outage left it: the trial it stopped is failed, not running
         before = pd.read_csv(out / "trials.csv")
-        assert list(before["state"]) == ["COMPLETE", "COMPLETE"]
+        assert list(before["state"]) == ["COMPLETE", "COMPLETE", "FAIL"]
         answered = {request_key(body) for body in stub.bodies[:healthy]}
         seen = len(stub.bodies)
 
@@ -223,7 +224,7 @@ def test_a_server_that_fails_mid_search_loses_nothing_and_the_rerun_resumes(tmp_
         assert len(finished(trials)) == TRIALS
         # the baselines finished before the outage are kept as they were, not scored again
         kept = trials.set_index("number").loc[[0, 1], ["state", "dev_score"]]
-        pd.testing.assert_frame_equal(kept, before.set_index("number")[["state", "dev_score"]])
+        pd.testing.assert_frame_equal(kept, before.set_index("number").loc[[0, 1], ["state", "dev_score"]])
         # the trial the outage stopped is rerun with its parameters
         assert set(trials.loc[trials["state"] == "FAIL", "number"]) == {2}
         rerun = trials[trials["retry_of"] == 2]

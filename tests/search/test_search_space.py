@@ -23,9 +23,11 @@ from archon_search.search.space import (
 MODELS = {"small": ScriptedModel(backend="scripted"), "large": ScriptedModel(backend="scripted")}
 KNOWN_PARAMS = {
     "gen_units",
-    *(f"gen{i}_{p}" for i in range(3) for p in ("model", "samples", "temperature")),
+    *(f"gen{i}_{p}" for i in range(5) for p in ("model", "samples", "temperature")),
     "stages",
     *(f"stage{s}_{p}" for s in range(3) for p in ("critic", "critic_model", "ranker", "ranker_model", "ranker_top_k")),
+    *(f"stage{s}_{p}" for s in range(3) for p in ("ranker_first", "verifier", "verifier_model", "unit_tests")),
+    *(f"stage{s}_{p}" for s in range(3) for p in ("tests_model", "tests_mode", "num_tests", "tests_top_k")),
     *(f"stage{s}_units" for s in range(3)),
     *(f"stage{s}_unit{j}_{p}" for s in range(3) for j in range(3) for p in ("model", "samples")),
     "ranker",
@@ -49,7 +51,7 @@ def quiet_optuna():
 
 def test_the_built_in_space_loads_with_the_documented_ranges():
     space = load_space()
-    assert space.generator.units == (1, 3)
+    assert space.generator.units == (1, 5)
     assert space.fuser.layers == (0, 3)
     assert space.models is None
     assert space.critic and space.ranker.enabled and space.verifier and space.voter and space.unit_tests.enabled
@@ -131,7 +133,10 @@ def test_the_stored_parameters_describe_exactly_the_scored_architecture():
         rebuilt = point_architecture(suggest_point(optuna.trial.FixedTrial(trial.params), space, ctx), space, ctx, "p")
         assert rebuilt.arch.to_yaml_obj() == scored.arch.to_yaml_obj()
         ops = _ops(scored)
-        assert trial.params.get("verifier", False) == ("verifier" in ops)
+        verifiers = trial.params.get("verifier", False) + sum(
+            trial.params.get(f"stage{s}_verifier", False) for s in range(trial.params.get("stages", 0))
+        )
+        assert verifiers == ops.count("verifier")
         assert trial.params.get("ranker", False) == (
             ops.count("ranker") > sum(trial.params.get(f"stage{s}_ranker", False) for s in range(3))
         )
