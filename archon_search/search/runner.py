@@ -252,9 +252,20 @@ def run_search(
             served = pool if pool is not None else backends
             return _run_study(config, objective, space, setup, study, served, loop, show_progress)
     finally:
-        if pool is not None:
-            loop.run_until_complete(pool.aclose())
-        loop.close()
+        _close(loop, pool)
+
+
+def _close(loop: asyncio.AbstractEventLoop, pool: BackendPool | None) -> None:
+    """Cancel what an interrupt left running (a trial's questions, their calls), then close the backends: a model
+    stops decoding at once instead of finishing generations nobody will read."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    if pool is not None:
+        loop.run_until_complete(pool.aclose())
+    loop.close()
 
 
 def _set_up(
