@@ -24,6 +24,8 @@ class Reply:
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    #: the error message, as the server would word it (default: "scripted HTTP <status>")
+    message: str | None = None
 
 
 def answer_text(body: dict) -> str:
@@ -58,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             if reply is not None:
-                error = {"message": f"scripted HTTP {reply.status}", "type": "stub_error", "code": reply.status}
+                message = reply.message or f"scripted HTTP {reply.status}"
+                error = {"message": message, "type": "stub_error", "code": reply.status}
                 self._send(reply.status, {"error": error}, reply.headers)
                 return
             if self.path.rstrip("/") != "/v1/chat/completions":
