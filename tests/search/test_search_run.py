@@ -159,35 +159,28 @@ def test_a_trial_that_starts_after_the_target_is_surplus():
     assert discard_reason(study, trial.number, target=3) is None
 
 
-def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_path):
-    out = tmp_path / "run"
+def _worker_scoring(out: Path) -> subprocess.Popen:
+    """A landscape search in a subprocess, returned once 3 trials are done and the next one is scoring."""
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "perf.landscape",
-            "--trials",
-            "40",
-            "--items",
-            "24",
-            "--latency-ms",
-            "150",
-            "--sampler",
-            "random",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, "-m", "perf.landscape", "--trials", "40", "--items", "24", "--latency-ms", "150"]
+        + ["--sampler", "random", "--out", str(out)],
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = trial_states(out)
+        if states.count("COMPLETE") + states.count("PRUNED") >= 3 and "SCORING" in states:
+            break
+        time.sleep(0.05)
+    return worker
+
+
+def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_path):
+    out = tmp_path / "run"
+    worker = _worker_scoring(out)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            states = trial_states(out)
-            if states.count("COMPLETE") + states.count("PRUNED") >= 3 and "SCORING" in states:
-                break
-            time.sleep(0.05)
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=60)
     finally:
@@ -209,24 +202,10 @@ def test_ctrl_c_fails_the_running_trial_and_a_resume_reruns_it(landscape, tmp_pa
 
 def test_a_resume_after_a_crash_ends_with_exactly_the_trials_asked_for(landscape, tmp_path):
     out = tmp_path / "run"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "perf.landscape", "--trials", "40", "--items", "24", "--latency-ms", "150"]
-        + ["--sampler", "random", "--out", str(out)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            states = trial_states(out)
-            if states.count("COMPLETE") + states.count("PRUNED") >= 3 and "SCORING" in states:
-                break
-            time.sleep(0.05)
-    finally:
-        # a crash: no handler runs, the trial stays RUNNING in the study
-        worker.kill()
-        worker.wait(timeout=30)
+    worker = _worker_scoring(out)
+    # a crash: no handler runs, the trial stays RUNNING in the study
+    worker.kill()
+    worker.wait(timeout=30)
     stuck = [t for t in load_study(out).get_trials() if t.state == TrialState.RUNNING]
     assert len(stuck) == 1
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in load_study(out).get_trials())
