@@ -95,7 +95,7 @@ def question_text(benchmark: Benchmark, prompt: str) -> str:
 
 def op_context(benchmark: Benchmark) -> OpContext:
     """What ops need to know of the benchmark: its answer extractor and task kind."""
-    return OpContext(extract=benchmark.extract, task_kind=benchmark.kind)
+    return OpContext(extract=benchmark.extract, task_kind=benchmark.kind, same_answer=benchmark.scorer.same_answer)
 
 
 async def answer_item(

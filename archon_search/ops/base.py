@@ -74,11 +74,17 @@ class PlannedCall:
 
 @dataclass
 class OpContext:
-    """What ops need besides the architecture: how to read an answer, and what kind of task this is."""
+    """What ops need besides the architecture: how to read an answer, how to tell two answers apart, and what
+    kind of task this is.
+
+    `same_answer` is the task scorer's own comparison of two extracted answers (math-verify for math): the
+    voter merges with it the answers whose `answer_key`s differ. None: the keys alone decide.
+    """
 
     extract: Callable[[str], str | None] = lambda text: None
     task_kind: str = "answer"
     sandbox_timeout_s: float = 10.0
+    same_answer: Callable[[str, str], bool] | None = None
 
 
 class Op(ABC):

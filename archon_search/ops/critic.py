@@ -61,18 +61,28 @@ _BRACKET_HEADER = re.compile(
 _WORD_HEADER = re.compile(_LEAD + r"(?:candidate|response)\s*#?\s*(\d+)\b", re.IGNORECASE | re.MULTILINE)
 # as a last resort, a plain numbered list, one item per candidate
 _LIST_HEADER = re.compile(r"^[ \t]*(\d+)[.)][ \t]+", re.MULTILINE)
-# a closing remark after the last critique belongs to none of them
-_SUMMARY = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*)?(?:overall|in\s+summary|summary|in\s+conclusion|conclusion|final\s+ranking)\b",
-    re.IGNORECASE | re.MULTILINE,
+# what opens a closing remark ("Overall, ...", "Bottom line: ...", "**In short:** ..."): it belongs to no candidate
+_CLOSING = (
+    r"overall|in\s+summary|summary|to\s+summari[sz]e|to\s+sum\s+up|in\s+conclusion|conclusion|in\s+short"
+    r"|all\s+in\s+all|bottom\s+line|tl;?dr|final\s+(?:ranking|verdict|thoughts|recommendation)|recommendation"
+)
+# a closing remark after the last critique, at a line start
+_SUMMARY = re.compile(rf"^[ \t]*(?:#{{1,6}}[ \t]*)?(?:\*\*)?(?:{_CLOSING})\b", re.IGNORECASE | re.MULTILINE)
+# ... or after a sentence of the last critique, when it compares candidates ("Overall, [1] is the better answer")
+_INLINE_SUMMARY = re.compile(
+    rf"(?<=[.!?])[ \t]+(?:\*\*)?(?:{_CLOSING})\b[^\n]*?"
+    r"(?:\[\s*\d+\s*\]|\b(?:candidates?|responses?|both|all|better|best|prefer(?:red)?)\b)",
+    re.IGNORECASE,
 )
 # a `## Summary` heading ends the critiques: what follows compares candidates, it critiques none
-_SUMMARY_HEADING = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]*|\*\*)(?:overall|summary|in\s+summary|conclusion|final\s+(?:ranking|verdict))\b",
-    re.IGNORECASE | re.MULTILINE,
-)
+_SUMMARY_HEADING = re.compile(rf"^[ \t]*(?:#{{1,6}}[ \t]*|\*\*)(?:{_CLOSING})\b", re.IGNORECASE | re.MULTILINE)
 _STRIP = " *_\n\t-:.)]"
 _ANY_HEADER = re.compile(f"{_BRACKET_HEADER.pattern}|{_WORD_HEADER.pattern}", re.IGNORECASE | re.MULTILINE)
+# critiques written on one line: `[1] good. [2] wrong sign.`; a `[k]` opens one only where a sentence starts
+_INLINE_HEADER = re.compile(r"(?:^[ \t]*|(?<=[.!?:;])[ \t]+)(?:\*\*)?\[\s*(\d+)\s*\]", re.MULTILINE)
+# JSON fields that name the candidate rather than critique it
+_ID_KEYS = {"candidate", "id", "index", "number", "response"}
+_FIELD_ORDER = ("strengths", "weaknesses", "critique")
 
 
 def _blocks(text: str, pattern: re.Pattern[str], n: int) -> dict[int, str]:
@@ -86,8 +96,7 @@ def _blocks(text: str, pattern: re.Pattern[str], n: int) -> dict[int, str]:
         stop = marks[i + 1][0] if i + 1 < len(marks) else len(text)
         body = text[end:stop]
         if i + 1 == len(marks):
-            summary = _SUMMARY.search(body, 1)
-            body = body[: summary.start()] if summary else body
+            body = body[: _closing_remark(body)]
         body = body.lstrip(_STRIP).rstrip(" *_\n\t")
         if 0 <= k < n and body:
             # a model that writes `[1] Strengths: ...` and `[1] Weaknesses: ...` as two blocks meant one critique
@@ -95,27 +104,52 @@ def _blocks(text: str, pattern: re.Pattern[str], n: int) -> dict[int, str]:
     return critiques
 
 
+def _closing_remark(body: str) -> int:
+    """Where a closing remark starts in the last critique's block (its end when there is none)."""
+    starts = [m.start() for m in (_SUMMARY.search(body, 1), _INLINE_SUMMARY.search(body)) if m is not None]
+    return min(starts, default=len(body))
+
+
+def _fields(entry: dict) -> list[str]:
+    """A JSON critique's text fields as `Strengths: ...` parts: the asked-for ones first, then any others a
+    model named its own way (`pros`, `issues`, `feedback`), lists of points joined."""
+    keys = [k for k in _FIELD_ORDER if k in entry] + [k for k in entry if k not in _FIELD_ORDER and k not in _ID_KEYS]
+    parts = []
+    for key in keys:
+        value = entry[key]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = "; ".join(value)
+        if isinstance(value, str) and value.strip():
+            parts.append(f"{str(key).capitalize()}: {value}")
+    return parts
+
+
+def _entries(obj: dict, n: int) -> list | None:
+    """The critique entries in a JSON object: its `critiques` (or `candidates`) list or mapping, the object itself
+    when it is one entry (JSON that max_tokens cut short) or maps candidate numbers to critiques."""
+    entries = obj.get("critiques", obj.get("candidates"))
+    if entries is None and "candidate" in obj:
+        entries = [obj]
+    elif entries is None and any(index_of(key, n) is not None for key in obj):
+        entries = obj
+    if isinstance(entries, dict):
+        entries = [
+            {"candidate": key, **value} if isinstance(value, dict) else {"candidate": key, "critique": value}
+            for key, value in entries.items()
+        ]
+    return entries if isinstance(entries, list) else None
+
+
 def _from_json(objects: list[dict], n: int) -> Parsed[dict[int, str]] | None:
     critiques: dict[int, str] = {}
     for obj in objects:
-        # a single entry found on its own is what is left of JSON that max_tokens cut short
-        entries = obj.get("critiques", obj.get("candidates", [obj] if "candidate" in obj else None))
-        if isinstance(entries, dict):
-            entries = [
-                {"candidate": key, **value} if isinstance(value, dict) else {"candidate": key, "critique": value}
-                for key, value in entries.items()
-            ]
-        if not isinstance(entries, list):
-            continue
-        for position, entry in enumerate(entries):
+        for position, entry in enumerate(_entries(obj, n) or []):
+            if isinstance(entry, str):
+                entry = {"candidate": position + 1, "critique": entry}
             if not isinstance(entry, dict):
                 continue
             k = index_of(entry.get("candidate", entry.get("id", position + 1)), n)
-            parts = [
-                f"{key.capitalize()}: {entry[key]}"
-                for key in ("strengths", "weaknesses", "critique")
-                if isinstance(entry.get(key), str) and entry[key].strip()
-            ]
+            parts = _fields(entry)
             if k is not None and parts and k not in critiques:
                 critiques[k] = " ".join(parts)
     return Parsed(critiques) if critiques else None
@@ -123,9 +157,10 @@ def _from_json(objects: list[dict], n: int) -> Parsed[dict[int, str]] | None:
 
 def _from_text(text: str, n: int) -> Parsed[dict[int, str]] | None:
     found = _blocks(text, _BRACKET_HEADER, n)
-    if len(found) < n:
-        # some blocks headed `Candidate k` and others `[k]`: both are headers
-        found = max(found, _blocks(text, _ANY_HEADER, n), key=len)
+    # some blocks headed `Candidate k` and others `[k]`: both are headers; or critiques that share a line
+    for headers in (_ANY_HEADER, _INLINE_HEADER):
+        if len(found) < n:
+            found = max(found, _blocks(text, headers, n), key=len)
     if found:
         return Parsed(found)
     found = _blocks(text, _LIST_HEADER, n)
@@ -137,10 +172,12 @@ def _from_text(text: str, n: int) -> Parsed[dict[int, str]] | None:
 def parse_critiques(text: str, n: int) -> Parsed[dict[int, str]] | None:
     """0-based candidate index -> critique, or None when no critique can be placed.
 
-    Read in order: JSON `{"critiques": [{"candidate": 1, "strengths": ..., "weaknesses": ...}]}`; else the
-    blocks under `[k]` headers at line starts (bold, heading and `Candidate [k]` forms too), so a numbered list
-    inside a critique stays in it; else blocks under `Candidate k` headers; else, as a guess, a numbered list.
-    Think blocks are skipped.
+    Read in order: JSON `{"critiques": [{"candidate": 1, "strengths": ..., "weaknesses": ...}]}` (also a list
+    of strings, or critiques keyed by candidate: `{"1": "...", "Candidate 2": {...}}`); else the blocks under
+    `[k]` headers at line starts (bold, heading and `Candidate [k]` forms too), so a numbered list inside a
+    critique stays in it; else blocks under `Candidate k` headers; else `[k]` headers where sentences start
+    (`[1] good. [2] wrong sign.`); else, as a guess, a numbered list. A closing remark ("Overall, [1] is
+    better", "Bottom line: ...", a `## Summary`) belongs to no candidate. Think blocks are skipped.
     """
     return read_reply(text, lambda objects: _from_json(objects, n), lambda shown: _from_text(shown, n))
 

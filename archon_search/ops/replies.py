@@ -7,7 +7,9 @@ then from the op's text grammar.
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -15,6 +17,9 @@ from typing import Generic, TypeVar
 from archon_search.scoring import split_thinking
 
 T = TypeVar("T")
+
+# `[1, 2,]` and `{"a": 1,}`: models write JSON as they would write Python
+_TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ def read_reply(
 
 
 def json_objects(text: str) -> list[dict]:
-    """Every top-level JSON object in `text`, in order, wherever it sits (alone, in a code fence, amid prose)."""
+    """Every top-level JSON object in `text`, in order, wherever it sits (alone, in a code fence, amid prose);
+    one written loosely (a trailing comma, a Python dict's quotes and literals) is read as meant."""
     decoder = json.JSONDecoder()
     found: list[dict] = []
     start = text.find("{")
@@ -58,12 +64,48 @@ def json_objects(text: str) -> list[dict]:
         try:
             value, end = decoder.raw_decode(text, start)
         except json.JSONDecodeError:
-            start = text.find("{", start + 1)
-            continue
+            end = _closing(text, start)
+            value = _loose(text[start:end]) if end is not None else None
+            if value is None:
+                start = text.find("{", start + 1)
+                continue
         if isinstance(value, dict):
             found.append(value)
         start = text.find("{", end)
     return found
+
+
+def _closing(text: str, start: int) -> int | None:
+    """Where the braces opened at `start` close (braces inside strings skipped), or None when they never do."""
+    depth, quote, escaped = 0, "", False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if escaped:
+            escaped = False
+        elif quote:
+            escaped = ch == "\\"
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
+
+
+def _loose(span: str) -> object:
+    """The value of a loosely written JSON object: trailing commas dropped, else read as a Python literal."""
+    try:
+        return json.loads(_TRAILING_COMMA.sub(r"\1", span))
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(span)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
 
 
 def index_of(value: object, n: int) -> int | None:

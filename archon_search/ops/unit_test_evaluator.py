@@ -2,7 +2,8 @@
 
 `execute` runs the tests against each candidate's code in the sandbox (no LM call), each test in a process
 of its own, so a test that hangs or crashes costs only itself; the candidate runs after the code in the
-question (the problem's imports and helpers, e.g. a HumanEval prompt) and may be just a function body.
+question (the problem's imports and helpers, e.g. a HumanEval prompt) and may be just a function body. A
+candidate's code is its whole program: a helper in one block and the function in the next both run.
 `llm` asks a model, once per candidate, which tests the candidate meets.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 from archon_search.core.messages import Completion
 from archon_search.ops.base import Op, PlannedCall, QueryState
-from archon_search.scoring import arun_check, compiles, extract_code, join_solution
+from archon_search.scoring import arun_check, compiles, extract_code, extract_program, join_solution
 
 LLM_EVAL_PROMPT = """Here are a question, a candidate response, and {k} tests a correct response must pass.
 For each test decide whether the response passes it. Answer with one line per test, exactly like:
@@ -83,7 +84,9 @@ class UnitTestEvaluator(Op):
         ]
 
     async def _execute(self, question: str, candidate_text: str, tests: list[str]) -> list[bool]:
-        solution = join_solution(question_code(question), self.ctx.extract(candidate_text) or candidate_text)
+        # the task's extractor reads code tasks' programs; without one, every block of the solution still counts
+        code = self.ctx.extract(candidate_text) or extract_program(candidate_text) or ""
+        solution = join_solution(question_code(question), code)
         timeout = self.ctx.sandbox_timeout_s
         return list(await asyncio.gather(*(arun_check(f"{solution}\n\n{t}\n", timeout) for t in tests)))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from archon_search.core.messages import Completion
 from archon_search.ops.base import Candidate, Op, PlannedCall, QueryState
@@ -54,14 +55,57 @@ _PHRASE = re.compile(
     "|".join(rf"(?P<p{i}>\b(?:{p})\b)" for i, (p, _) in enumerate(_PHRASES)) + r"|(?P<yes>[✅✔])|(?P<no>[❌✗✘])",
     re.IGNORECASE,
 )
-# questions and "whether it is correct" clauses state no verdict
-_NOT_STATED = re.compile(r"[^.!?\n]*\?|\b(?:whether|if)\b[^.,;\n]*", re.IGNORECASE)
+# questions, "whether it is correct" clauses and the judge's words on itself ("I made a mistake") state no verdict
+_NOT_STATED = re.compile(
+    r"[^.!?\n]*\?|\b(?:whether|if)\b[^.,;\n]*|\bI\s+(?:made|make|was|am|had)\b[^.,;:\n]*"
+    r"|\bmy\s+(?:earlier|previous|initial|first)\s+\w+\s+was\s+\w+",
+    re.IGNORECASE,
+)
 _LABEL = re.compile(
     r"^[ \t>*-]*(?:final\s+)?(?:verdict|judg(?:e)?ment|assessment|conclusion|evaluation)\b[^\n:]*[:\-—]\s*(?P<rest>.*)$",
     re.IGNORECASE | re.MULTILINE,
 )
 _YES_NO = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 _BOTH = re.compile(r"\bcorrect\s*(?:or|/)\s*incorrect\b|\bincorrect\s*(?:or|/)\s*correct\b", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# The response as a whole, then its verdict: "the response is incorrect", "it's correct", "this is wrong", "the
+# response does not correctly ...". Only these restate the verdict; "step 2 is wrong" judges a part.
+_ABOUT_RESPONSE = re.compile(
+    r"\b(?:(?:the|this|that)\s+(?:(?:candidate|given|provided|original|model's|final|overall)\s+)?"
+    r"(?:response|solution|answer|submission|candidate|reasoning|work|result)(?:'s\s+(?:final\s+)?answer)?"
+    r"(?:\s+(?:overall|as\s+a\s+whole|itself|here|above))?|it|this)"
+    r"\s*(?:is|was|'s|seems|appears|looks|remains|does|did)?\s+"
+    r"(?:(?:therefore|thus|indeed|also|still|then|entirely|fully|completely|actually|clearly|definitely|overall)\s+)*",
+    re.IGNORECASE,
+)
+# a judge taking back what it said: what follows (in the sentence, or the next one) is its final position
+_CUE = re.compile(
+    r"^\W*(?:wait|hmm+|hold\s+on|oops|no\s*,?\s*wait|scratch\s+that|correction)\b"
+    r"|\b(?:actually|in\s+fact|on\s+(?:second|further)\s+thought|on\s+re-?(?:reading|checking|examination)"
+    r"|(?:up)?on\s+(?:closer|further)\s+(?:inspection|review|look|examination)|after\s+re-?checking|i\s+misread"
+    r"|let\s+me\s+re-?check)\b",
+    re.IGNORECASE,
+)
+# "my earlier check was wrong", "I was wrong", "I take that back": the verdict before is reversed
+_SELF_RETRACTION = re.compile(
+    r"\b(?:my\s+(?:earlier|previous|initial|first)\s+\w+\s+was\s+(?:wrong|mistaken|incorrect)|i\s+was\s+wrong"
+    r"|i\s+take\s+(?:that|it)\s+back|scratch\s+that)\b",
+    re.IGNORECASE,
+)
+_CONCLUSIVE = re.compile(
+    r"^\W*(?:so|thus|therefore|hence|overall|consequently|finally|in\s+(?:conclusion|summary|short|the\s+end)"
+    r"|all\s+in\s+all|to\s+(?:conclude|summari[sz]e|sum\s+up))\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A verdict the reply states: from a `Verdict:` label, a sentence that takes back or concludes ("marked"),
+    a sentence about the response as a whole ("restated"), or a verdict phrase about anything ("phrase")."""
+
+    value: bool
+    kind: str
 
 
 def _classify(text: str, yes_no: bool = False) -> bool | None:
@@ -80,6 +124,52 @@ def _classify(text: str, yes_no: bool = False) -> bool | None:
     return last
 
 
+def _about_response(sentence: str) -> bool | None:
+    """The last verdict `sentence` states about the response as a whole, if any."""
+    stated = _NOT_STATED.sub(" ", sentence)
+    last = None
+    for match in _ABOUT_RESPONSE.finditer(stated):
+        phrase = _PHRASE.match(stated, match.end())
+        if phrase is not None:
+            group = phrase.lastgroup or ""
+            last = _MARKS[group] if group in _MARKS else _PHRASES[int(group[1:])][1]
+    return last
+
+
+def _statements(plain: str) -> list[_Statement]:
+    """Every verdict the reply states, sentence by sentence, in order."""
+    found: list[_Statement] = []
+    label_pending = retracting = False
+    for sentence in (s for s in _SENTENCE.split(plain) if s.strip()):
+        label = _LABEL.match(sentence.strip())
+        if label or label_pending:
+            # a label's verdict may sit on the line below it
+            rest = label.group("rest") if label else sentence
+            verdict = _classify(rest, yes_no=True)
+            label_pending = label is not None and not rest.strip()
+            if verdict is not None:
+                found.append(_Statement(verdict, "label"))
+                retracting = False
+            continue
+        verdict, whole = _classify(sentence), _about_response(sentence)
+        decisive = [s for s in found if s.kind != "phrase"]
+        if verdict is None and whole is None and _SELF_RETRACTION.search(sentence) and decisive:
+            found.append(_Statement(not decisive[-1].value, "marked"))
+            retracting = False
+            continue
+        if verdict is None:
+            retracting = retracting or _CUE.search(sentence) is not None
+            continue
+        if retracting or _CUE.search(sentence) or _CONCLUSIVE.match(sentence):
+            found.append(_Statement(verdict if whole is None else whole, "marked"))
+        elif whole is not None:
+            found.append(_Statement(whole, "restated"))
+        else:
+            found.append(_Statement(verdict, "phrase"))
+        retracting = False
+    return found
+
+
 def _from_json(objects: list[dict]) -> Parsed[bool] | None:
     for obj in reversed(objects):
         for key in ("correct", "is_correct", "verdict"):
@@ -94,17 +184,16 @@ def _from_json(objects: list[dict]) -> Parsed[bool] | None:
 
 
 def _from_text(plain: str) -> Parsed[bool] | None:
-    # a final-verdict line decides; the verdict may also sit on the line below its label
-    for match in reversed(list(_LABEL.finditer(plain))):
-        rest = match.group("rest") or plain[match.end() :].lstrip().split("\n", 1)[0]
-        verdict = _classify(rest, yes_no=True)
-        if verdict is not None:
-            return Parsed(verdict)
-    lines = [line for line in plain.splitlines() if line.strip()]
-    if not lines:
-        return None
+    # the final position: the last verdict that is labelled, marked as a retraction or conclusion, or said of
+    # the response as a whole; a bare flip with none of those marks leaves no clear final position
+    decisive = [s for s in _statements(plain) if s.kind != "phrase"]
+    if decisive:
+        final = decisive[-1]
+        if final.kind == "restated" and any(s.value != final.value for s in decisive):
+            return Parsed(final.value, "the reply calls the response both correct and incorrect; read its last word")
+        return Parsed(final.value)
     # otherwise the last verdict phrase, a bare "Yes."/"No." reply included
-    for line in reversed(lines):
+    for line in reversed([line for line in plain.splitlines() if line.strip()]):
         verdict = _classify(line, yes_no=True)
         if verdict is not None:
             return Parsed(verdict)
@@ -114,9 +203,13 @@ def _from_text(plain: str) -> Parsed[bool] | None:
 def parse_verdict(text: str) -> Parsed[bool] | None:
     """Whether the judge called the response correct, or None when it gave no verdict.
 
-    Read in order: JSON `{"correct": true}`; else the last `Verdict:`/`Final verdict:`/`Conclusion:` line that
-    states one; else the last verdict phrase ("not correct", "is wrong", "no errors" and "correct" read as they
-    mean; "the correct answer is 18" is no verdict). Markdown and think blocks are skipped.
+    Read in order: JSON `{"correct": true}`; else the reply's final position: the last verdict on a
+    `Verdict:`/`Final verdict:`/`Conclusion:` line, in a sentence that takes one back ("Wait, step 2 is wrong,
+    so ...", "my earlier check was wrong") or concludes ("So the response is incorrect"), or said of the
+    response as a whole ("the response is incorrect") — a later one of these overrides a label; when the
+    last is a bare restatement contradicting an earlier one, it is read as a guess. Else the last verdict phrase
+    ("not correct", "is wrong", "no errors" and "correct" read as they mean; "the correct answer is 18" is no
+    verdict). Markdown and think blocks are skipped.
     """
     return read_reply(text, _from_json, _from_text, _plain)
 

@@ -20,7 +20,8 @@ def task_context(task: Task | None) -> OpContext:
         return OpContext()
     if task.answer_format is None:
         return OpContext(task_kind=task.kind)
-    return OpContext(extract=get_scorer(task.answer_format).extract, task_kind=task.kind)
+    scorer = get_scorer(task.answer_format)
+    return OpContext(extract=scorer.extract, task_kind=task.kind, same_answer=scorer.same_answer)
 
 
 def with_instruction(prompt: str, instruction: str) -> str:

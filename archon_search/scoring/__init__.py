@@ -4,7 +4,23 @@ Ops read answers and check code only through what this package exports; datasets
 modules.
 """
 
-from archon_search.scoring.answers import extract_code, split_thinking
-from archon_search.scoring.code import arun_check, compiles, join_solution
+from archon_search.scoring.answers import (
+    answer_key,
+    compiles,
+    extract_code,
+    extract_program,
+    looks_truncated,
+    split_thinking,
+)
+from archon_search.scoring.code import arun_check, join_solution
 
-__all__ = ["arun_check", "compiles", "extract_code", "join_solution", "split_thinking"]
+__all__ = [
+    "answer_key",
+    "arun_check",
+    "compiles",
+    "extract_code",
+    "extract_program",
+    "join_solution",
+    "looks_truncated",
+    "split_thinking",
+]

@@ -30,6 +30,10 @@ class Scorer(ABC):
     def score(self, item: Item, text: str) -> float:
         """1.0 when the completion's answer matches `item.reference`, else 0.0 (a value in [0, 1] when graded)."""
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are the same answer (the voter merges their groups); by default, equal."""
+        return a == b
+
     async def ascore(self, item: Item, text: str) -> float:
         """`score` off the event loop, so slow checkers (sandboxes, math-verify) don't stall other work."""
         return await asyncio.to_thread(self.score, item, text)

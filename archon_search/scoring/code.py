@@ -7,7 +7,7 @@ import re
 import secrets
 
 from archon_search.core.items import BenchKind, Item
-from archon_search.scoring.answers import extract_code
+from archon_search.scoring.answers import compiles, extract_program
 from archon_search.scoring.base import Scorer, register_scorer
 from archon_search.scoring.sandbox import SandboxResult, arun_python, run_python
 
@@ -35,8 +35,9 @@ class CodeScorer(Scorer):
         self.timeout_s = timeout_s
 
     def extract(self, text: str) -> str | None:
-        """The completion's code (fenced block, or the raw text)."""
-        return extract_code(text)
+        """The completion's program: every fenced block that is part of the solution (a helper, then the function),
+        or the raw text."""
+        return extract_program(text)
 
     def program(self, item: Item, text: str) -> str:
         """The program to run: the prompt's code and the completion's, then the tests."""
@@ -102,15 +103,6 @@ def join_solution(prompt: str, code: str, entry: str | None = None) -> str:
         whole = compiles(code)
     joined = f"{prompt}\n\n{code}" if whole else prompt + _as_body(code)
     return code if not compiles(joined) and compiles(code) else joined
-
-
-def compiles(code: str) -> bool:
-    """Whether `code` compiles as a Python module (compiling runs nothing)."""
-    try:
-        compile(code, "<solution>", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
-    return True
 
 
 def _as_body(code: str) -> str:

@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import queue
-import re
 import select
 import subprocess
 import sys
 import threading
 
 from archon_search.core.errors import BenchmarkError
+from archon_search.scoring.answers import canonical_latex
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +27,6 @@ DEFAULT_TIMEOUT_S = 5.0
 #: A worker imports sympy and math-verify before it says it is ready; comparisons are timed only after that.
 STARTUP_TIMEOUT_S = 120.0
 POOL_SIZE = max(1, min(4, os.cpu_count() or 1))
-
-# Spelling-only differences that need no sympy: spacing, \left/\right, \dfrac, degree marks, \text{}, \$.
-_COSMETIC = [
-    (re.compile(r"\\(?:left|right)\b"), ""),
-    (re.compile(r"\\[dt]frac"), r"\\frac"),
-    (re.compile(r"\^\s*\{?\\circ\}?"), ""),
-    (re.compile(r"\\text\{([^{}]*)\}"), r"\1"),
-    (re.compile(r"\\[,;:! ]|\\\$|\$|\s+"), ""),
-]
-
-
-def canonical_latex(answer: str) -> str:
-    """The answer with purely cosmetic LaTeX removed, for a fast exact comparison."""
-    text = answer.strip().rstrip(".")
-    for pattern, repl in _COSMETIC:
-        text = pattern.sub(repl, text)
-    return text
 
 
 def math_equal(reference: str, answer: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from archon_search.core.items import Item
 from archon_search.scoring.answers import (
+    answer_key,
     extract_number,
     extract_text_answer,
     last_boxed,
     normalize_text,
     numbers_match,
+    parse_number,
 )
 from archon_search.scoring.base import Scorer, register_scorer
 from archon_search.scoring.mathverify import math_equal
@@ -20,6 +22,8 @@ from archon_search.scoring.mathverify import math_equal
 MATH_INSTRUCTION = "Reason step by step, then put your final answer within \\boxed{}."
 NUMBER_INSTRUCTION = "Reason step by step, then end with the final numeric answer on its own line, as: Answer: <number>"
 EXACT_INSTRUCTION = "End your response with the final answer on its own line, as: Answer: <answer>"
+#: math-verify's limit when the voter compares two answers: it compares many pairs, so each gets less than scoring.
+SAME_ANSWER_TIMEOUT_S = 2.0
 
 
 @register_scorer("math")
@@ -37,6 +41,15 @@ class MathScorer(Scorer):
         answer = self.extract(text)
         return float(answer is not None and math_equal(str(item.reference), answer))
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are one answer: by value when both are numbers, else by math-verify."""
+        key_a, key_b = answer_key(a), answer_key(b)
+        if key_a == key_b:
+            return True
+        if parse_number(key_a) is not None and parse_number(key_b) is not None:
+            return numbers_match(key_a, key_b)
+        return math_equal(a, b, timeout_s=SAME_ANSWER_TIMEOUT_S)
+
 
 @register_scorer("number")
 class NumberScorer(Scorer):
@@ -52,6 +65,10 @@ class NumberScorer(Scorer):
         """1.0 when the final number equals the reference."""
         return float(numbers_match(self.extract(text), str(item.reference)))
 
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted numbers are equal (within `numbers_match`'s tolerance)."""
+        return numbers_match(a, b)
+
 
 @register_scorer("exact")
 class ExactScorer(Scorer):
@@ -60,10 +77,14 @@ class ExactScorer(Scorer):
     instruction = EXACT_INSTRUCTION
 
     def extract(self, text: str) -> str | None:
-        """The text after the last "Answer:", else the last `\\boxed{}`, else the last line."""
+        """What the last answer marker ("Answer:", `\\boxed{}`) gives, else the last line."""
         return extract_text_answer(text)
 
     def score(self, item: Item, text: str) -> float:
         """1.0 when the normalized answer equals the normalized reference."""
         answer = self.extract(text)
         return float(answer is not None and normalize_text(answer) == normalize_text(str(item.reference)))
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """Whether two extracted answers are equal as this scorer compares them."""
+        return normalize_text(a) == normalize_text(b)

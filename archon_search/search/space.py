@@ -62,10 +62,11 @@ class GeneratorSpace(_Strict):
 
 
 class RankerSpace(_Strict):
-    """Whether a ranker may be used, and its `top_k` range."""
+    """Whether a ranker may be used, its `top_k` range, and whether a stage may rank before it critiques."""
 
     enabled: bool = True
     top_k: IntRange = (1, 4)
+    before_critic: bool = True
 
 
 class FuserSpace(_Strict):
@@ -449,7 +450,7 @@ def _stage_sizes(ask: _Asker, s: int, stage: Stage) -> None:
     if stage.ranker:
         ask.point = _set_stage(ask.point, s, ranker=ask.model(f"stage{s}_ranker_model"))
         ask.number(f"stage{s}_ranker_top_k", *space.ranker.top_k, lambda p, v, s=s: _set_stage(p, s, ranker_top_k=v))
-    if stage.critic and stage.ranker:
+    if stage.critic and stage.ranker and space.ranker.before_critic:
         first = ask.trial.suggest_categorical(f"stage{s}_ranker_first", [False, True])
         ask.point = _set_stage(ask.point, s, ranker_first=first)
     if stage.verifier:
