@@ -26,7 +26,8 @@ from typing import Any
 import optuna
 import yaml
 
-from perf.speed_embedded import embedded_parallel_throughput, embedded_throughput
+from perf.speed_client import client_cpu
+from perf.speed_embedded import embedded_batch_speed, embedded_parallel_throughput, embedded_throughput
 from perf.speed_executor import cache_overhead, critical_path, overhead, sequential_wall
 from perf.speed_lognormal import LOGNORMAL_ARCHITECTURE, MAX_CONCURRENCY, lognormal_path
 from perf.speed_overhead import search_overhead
@@ -41,7 +42,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "cache_dedupe_ratio": ("<=", 0.5),
     "search_efficiency": ("<=", 0.6),
     "embedded_throughput_ratio": (">=", 0.9),
+    "embedded_batch_speedup": (">=", 1.3),
+    "embedded_contended_ratio": (">=", 0.4),
     "search_overhead_growth": ("<=", 1.5),
+    "client_cpu_us_per_call": ("<=", 300.0),
 }
 
 
@@ -68,7 +72,11 @@ class Params:
     embedded_tokens: int = 64
     embedded_threads: int = 1
     embedded_repeats: int = 5
+    embedded_batch_repeats: int = 2
     overhead_trials: int = 256
+    client_calls: int = 2048
+    client_concurrency: int = 1024
+    client_repeats: int = 5
 
 
 FULL = Params()
@@ -81,6 +89,8 @@ QUICK = Params(
     embedded_questions=4,
     embedded_tokens=48,
     embedded_repeats=3,
+    client_calls=1024,
+    client_repeats=3,
 )
 
 
@@ -200,6 +210,15 @@ def _embedded(p: Params) -> dict[str, Any]:
     }
 
 
+def _embedded_batch(p: Params) -> dict[str, Any]:
+    found = embedded_batch_speed(p.embedded_tokens, p.embedded_batch_repeats)
+    return {
+        "embedded_batch_speedup": found.speedup,
+        "embedded_contended_ratio": found.contended_ratio,
+        "details": {"embedded_batch": dataclasses.asdict(found)},
+    }
+
+
 def _search_overhead(p: Params) -> dict[str, Any]:
     found = search_overhead(p.overhead_trials)
     return {
@@ -214,6 +233,22 @@ def _search_overhead(p: Params) -> dict[str, Any]:
     }
 
 
+def _client_cpu(p: Params) -> dict[str, Any]:
+    found = client_cpu(p.client_calls, p.client_concurrency, p.client_repeats)
+    return {
+        "client_cpu_us_per_call": round(found.cpu_us, 1),
+        "details": {
+            "client_cpu": {
+                "calls": found.calls,
+                "max_concurrency": found.max_concurrency,
+                "cpu_us_per_call": round(found.cpu_us, 1),
+                "wall_us_per_call": round(found.wall_us, 1),
+                "sdk_floor_cpu_us_per_call": round(found.sdk_floor_cpu_us, 1),
+            }
+        },
+    }
+
+
 FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] = {
     "critical_path": (_critical_path, ("critical_path_ratio", "sequential_speedup")),
     "critical_path_lognormal": (_lognormal, ("critical_path_ratio_lognormal",)),
@@ -223,7 +258,9 @@ FIGURES: dict[str, tuple[Callable[[Params], dict[str, Any]], tuple[str, ...]]] =
         ("cache_dedupe_ratio", "search_efficiency", "search_efficiency_gp", "search_efficiency_gp_reason"),
     ),
     "embedded": (_embedded, ("embedded_throughput_ratio", "embedded_parallel_ratio")),
+    "embedded_batch": (_embedded_batch, ("embedded_batch_speedup", "embedded_contended_ratio")),
     "search_overhead": (_search_overhead, ("search_overhead_growth",)),
+    "client_cpu": (_client_cpu, ("client_cpu_us_per_call",)),
 }
 
 

@@ -2,29 +2,47 @@
 backend costs, against a loopback OpenAI-compatible server fast enough that the client is what limits.
 
 The server (`sleepy_server` of the lognormal figure, told to sleep a fixed 0.1 ms) runs in child processes, so
-`time.process_time()` of this process counts the client alone: building and sending each request, reading and
-parsing each answer, the connection pool, the retry wrapper and the event loop. A batch of `calls` requests goes
-through one `OpenAIBackend.complete` with `max_concurrency` of them in flight at once; one backend serves every
-repeat, as in a search (its connections stay open), after one batch that opens them. The figure is the fastest
-repeat's CPU per call. For scale, `details` also has the same requests through a bare `httpx2` client (the
-transport the `openai` client is built on) with its JSON read by `json.loads`: the floor of any HTTP client here.
+`time.process_time()` of this process counts the client alone: the `openai` client building each request, the
+connection pool sending it and reading the answer, the backend parsing it, the retry wrapper and the event loop.
+A batch of `calls` requests goes through one `OpenAIBackend.complete` with `max_concurrency` of them in flight
+at once; one backend serves every repeat, as in a search (its connections stay open), after one batch that
+opens them. The figure is the fastest repeat's CPU per call.
+
+For scale, `details` also has `sdk_floor_cpu_us_per_call`: the same request through the same `openai` client
+call, one at a time, over a transport that answers at once without any network. It is the part of a call the
+SDK's own request building costs, which no connection pool can remove.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
+from typing import Any
 
-import httpx2
+import openai
 
-from archon_search.backends.openai_api import OpenAIBackend
+from archon_search.backends.openai_api import OpenAIBackend, httpx
 from archon_search.core.messages import ChatRequest
 from archon_search.lang.spec import OpenAIModel
 from perf.speed_lognormal import sleepy_server
 from perf.speed_timing import Timing, fastest, stopwatch
 
 SERVER_SLEEP_S = 0.0001
+MODEL = "sleepy"
+ANSWER = json.dumps(
+    {
+        "id": "instant",
+        "object": "chat.completion",
+        "created": 0,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "The answer is 42."}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    }
+).encode()
 
 
 @dataclass
@@ -35,7 +53,7 @@ class ClientCpu:
     max_concurrency: int
     cpu_us: float
     wall_us: float
-    bare_httpx_cpu_us: float
+    sdk_floor_cpu_us: float
 
 
 def _requests(n: int) -> list[ChatRequest]:
@@ -46,7 +64,7 @@ def _requests(n: int) -> list[ChatRequest]:
 
 
 async def _through_backend(url: str, calls: int, max_concurrency: int, repeats: int) -> list[Timing]:
-    spec = OpenAIModel(backend="openai", model="sleepy", base_url=url, max_concurrency=max_concurrency)
+    spec = OpenAIModel(backend="openai", model=MODEL, base_url=url, max_concurrency=max_concurrency)
     backend = OpenAIBackend(spec)
     timings = []
     try:
@@ -62,51 +80,54 @@ async def _through_backend(url: str, calls: int, max_concurrency: int, repeats: 
     return timings
 
 
-async def _through_bare_httpx(url: str, calls: int, max_concurrency: int, repeats: int) -> list[Timing]:
-    limits = httpx2.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-    semaphore = asyncio.Semaphore(max_concurrency)
+class _Instant(httpx.AsyncBaseTransport):
+    """Answers every request at once with the same chat completion, without a network."""
+
+    async def handle_async_request(self, request: Any) -> Any:
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=httpx.ByteStream(ANSWER))
+
+
+async def _sdk_floor(calls: int, repeats: int) -> Timing:
+    """The `openai` client's own cost of the backend's call: the same `post`, over `_Instant`."""
+    spec = OpenAIModel(backend="openai", model=MODEL, base_url="http://127.0.0.1:9/v1")
+    backend = OpenAIBackend(spec)
+    await backend._client.close()
+    backend._client = backend._client.with_options(http_client=openai.DefaultAsyncHttpxClient(transport=_Instant()))
+    bodies = [
+        {"model": MODEL, "messages": r.as_messages(), "temperature": r.temperature, "max_tokens": r.max_tokens}
+        for r in _requests(calls)
+    ]
     timings = []
-    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=600.0) as client:
-
-        async def one(request: ChatRequest) -> str:
-            async with semaphore:
-                body = {
-                    "model": "sleepy",
-                    "messages": request.as_messages(),
-                    "temperature": request.temperature,
-                    "max_tokens": request.max_tokens,
-                    "seed": request.seed,
-                }
-                response = await client.post("/chat/completions", json=body)
-                response.raise_for_status()
-                return json.loads(response.content)["choices"][0]["message"]["content"]
-
-        await asyncio.gather(*(one(r) for r in _requests(calls)))
+    try:
         for _ in range(repeats):
-            batch = _requests(calls)
             with stopwatch() as timing:
-                await asyncio.gather(*(one(r) for r in batch))
+                for body in bodies:
+                    await backend._post(body)
             timings.append(timing)
-    return timings
+    finally:
+        await backend.aclose()
+    return fastest(timings)
 
 
 def client_cpu(calls: int, max_concurrency: int, repeats: int) -> ClientCpu:
     """Client CPU per call over `repeats` batches of `calls` requests, `max_concurrency` in flight."""
     with sleepy_server(SERVER_SLEEP_S, 0.0) as url:
         ours = fastest(asyncio.run(_through_backend(url, calls, max_concurrency, repeats)))
-        bare = fastest(asyncio.run(_through_bare_httpx(url, calls, max_concurrency, repeats)))
+    floor = asyncio.run(_sdk_floor(min(calls, 1000), repeats))
     return ClientCpu(
         calls=calls,
         max_concurrency=max_concurrency,
         cpu_us=ours.cpu_s / calls * 1e6,
         wall_us=ours.wall_s / calls * 1e6,
-        bare_httpx_cpu_us=bare.cpu_s / calls * 1e6,
+        sdk_floor_cpu_us=floor.cpu_s / min(calls, 1000) * 1e6,
     )
 
 
 if __name__ == "__main__":
     import sys
 
+    started = time.perf_counter()
     calls, concurrency, repeats = (int(a) for a in (sys.argv[1:] or ["2048", "1024", "3"]))
     for name, value in vars(client_cpu(calls, concurrency, repeats)).items():
         print(f"{name}={value:.1f}" if isinstance(value, float) else f"{name}={value}")
+    print(f"took {time.perf_counter() - started:.1f}s")

@@ -6,10 +6,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a frame is built: loading pandas takes most of a second
 
 #: DESIGN §4: the columns every questions.csv starts with, in this order (more may follow).
 QUESTION_COLUMNS = ("id", "correct", "answer", "reference", "calls", "tokens")
@@ -62,6 +64,8 @@ def coverage(candidate_scores: Iterable[Sequence[float]], threshold: float = 1.0
 
 def results_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Per-question rows as a DataFrame with QUESTION_COLUMNS first; ValueError if one of them is missing."""
+    import pandas as pd
+
     frame = pd.DataFrame(list(rows))
     missing = [c for c in QUESTION_COLUMNS if c not in frame.columns]
     if missing and len(frame):
@@ -74,6 +78,8 @@ def results_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def save_questions_csv(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     """Write questions.csv (DESIGN §4) from rows or a frame; creates the folder; returns the path."""
+    import pandas as pd
+
     frame = results_frame(rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,18 @@
-"""The architecture as a data-flow graph, and the static count of LM calls per query it implies."""
+"""The architecture as a data-flow graph, and the static count of LM calls per query it implies.
+
+networkx is imported only by `build_graph`: counting calls (`layer_counts`, `calls_per_query`) needs no graph,
+and loading networkx would cost every process a few hundred milliseconds before its first request.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from archon_search.lang.spec import Architecture, Unit
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 QUESTION = "question"
 ANSWER = "answer"
@@ -48,27 +54,42 @@ def unit_node(layer: int, unit: int) -> str:
     return f"L{layer}.U{unit}"
 
 
+def unit_nodes(arch: Architecture) -> list[list[dict[str, Any]]]:
+    """Per layer, per unit: the attributes of its graph node (op, model, calls, candidates in and out)."""
+    layers = []
+    incoming = 0  # the question node sends no candidates
+    for li, layer in enumerate(arch.layers):
+        current = []
+        for unit in layer.units:
+            calls, out = unit_calls(layer.op, unit, incoming)
+            current.append(
+                {
+                    "kind": "unit",
+                    "layer": li,
+                    "op": layer.op,
+                    "model": getattr(unit, "model", None),
+                    "calls": calls,
+                    "out": out,
+                    "candidates_in": incoming,
+                }
+            )
+        layers.append(current)
+        incoming = sum(node["out"] for node in current)
+    return layers
+
+
 def build_graph(arch: Architecture) -> nx.DiGraph:
     """Units as nodes (with op, model, calls and candidates out), data flow as edges, from question to answer."""
+    import networkx as nx
+
     graph = nx.DiGraph(name=arch.name)
     graph.add_node(QUESTION, kind="source", out=0)
     previous = [QUESTION]
-    for li, layer in enumerate(arch.layers):
-        incoming = sum(graph.nodes[p]["out"] for p in previous)
+    for li, nodes in enumerate(unit_nodes(arch)):
         current = []
-        for ui, unit in enumerate(layer.units):
-            calls, out = unit_calls(layer.op, unit, incoming)
+        for ui, attributes in enumerate(nodes):
             node = unit_node(li, ui)
-            graph.add_node(
-                node,
-                kind="unit",
-                layer=li,
-                op=layer.op,
-                model=getattr(unit, "model", None),
-                calls=calls,
-                out=out,
-                candidates_in=incoming,
-            )
+            graph.add_node(node, **attributes)
             for p in previous:
                 graph.add_edge(p, node)
             current.append(node)
@@ -80,11 +101,15 @@ def build_graph(arch: Architecture) -> nx.DiGraph:
 
 
 def layer_counts(arch: Architecture, graph: nx.DiGraph | None = None) -> list[LayerCount]:
-    """Per-layer static LM calls per query, read off the graph."""
-    graph = graph if graph is not None else build_graph(arch)
+    """Per-layer static LM calls per query: read off `graph` when given, else counted without building one."""
+    if graph is None:
+        per_layer = unit_nodes(arch)
+    else:
+        per_layer = [
+            [graph.nodes[unit_node(li, ui)] for ui in range(len(layer.units))] for li, layer in enumerate(arch.layers)
+        ]
     counts = []
-    for li, layer in enumerate(arch.layers):
-        nodes = [graph.nodes[unit_node(li, ui)] for ui in range(len(layer.units))]
+    for li, (layer, nodes) in enumerate(zip(arch.layers, per_layer)):
         counts.append(
             LayerCount(
                 index=li,

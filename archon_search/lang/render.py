@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
+
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -11,6 +12,9 @@ from rich.text import Text
 from archon_search.lang.graph import LayerCount, build_graph, unit_node
 from archon_search.lang.spec import Architecture, Layer, Unit
 from archon_search.lang.validate import Validated
+
+if TYPE_CHECKING:
+    import networkx as nx  # only `render_architecture` builds a graph (and so loads networkx)
 
 # op-specific unit fields worth showing, in display order; model, temperature and max_tokens are shown apart
 UNIT_FIELDS = ("samples", "top_k", "num_tests", "mode")

@@ -34,14 +34,16 @@ class EmbeddedModel(_Priced):
     model_path: str | None = None
     n_ctx: int = Field(default=2048, ge=128, description="tokens per sequence (prompt and answer together)")
     n_threads: int | None = Field(default=None, ge=1, description="threads per model; default half the cores")
-    n_parallel: int = Field(default=8, ge=1, description="sequences decoded together in one batch")
+    n_parallel: int = Field(default=8, ge=1, le=256, description="sequences decoded together in one batch")
     chat_format: str | None = Field(
         default=None, description="llama-cpp-python chat format (e.g. chatml) for a GGUF without a chat template"
     )
 
     @property
     def model_id(self) -> str:
-        return self.model_path or "SmolLM2-135M-Instruct"
+        # the chat format changes the prompts, so answers under another one are not the same model's
+        name = self.model_path or "SmolLM2-135M-Instruct"
+        return f"{name}|{self.chat_format}" if self.chat_format else name
 
     @property
     def context_window(self) -> int:

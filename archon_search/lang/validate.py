@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from archon_search.core.errors import ArchitectureError, Issue
-from archon_search.lang.graph import LayerCount, build_graph, layer_counts
+from archon_search.lang.graph import LayerCount, layer_counts
 from archon_search.lang.spec import (
     BACKENDS,
     SINGLE_UNIT_OPS,
@@ -303,8 +303,7 @@ def check_architecture(
         )
     except PydanticValidationError as exc:
         raise ArchitectureError(_pydantic_issues(exc, file, "")) from None
-    graph = build_graph(arch)
-    counts = layer_counts(arch, graph)
+    counts = layer_counts(arch)
     total = sum(c.calls for c in counts)
     if budget is not None and total > budget:
         per_layer = ", ".join(f"{c.op} {c.calls}" for c in counts if c.calls)

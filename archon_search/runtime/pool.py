@@ -9,7 +9,6 @@ from typing_extensions import Self
 
 from archon_search.backends.base import Backend
 from archon_search.backends.embedded import EmbeddedBackend
-from archon_search.backends.openai_api import OpenAIBackend
 from archon_search.backends.pricing import cost_usd
 from archon_search.backends.scripted import ScriptedBackend
 from archon_search.backends.vllm import VLLMBackend
@@ -25,6 +24,9 @@ def make_backend(spec: ModelSpec) -> Backend:
     if isinstance(spec, ScriptedModel):
         return ScriptedBackend(spec)
     if isinstance(spec, OpenAIModel):
+        # `import openai` loads every type of the SDK (0.4 s): only architectures that call an API pay for it
+        from archon_search.backends.openai_api import OpenAIBackend
+
         return OpenAIBackend(spec)
     if isinstance(spec, EmbeddedModel):
         return EmbeddedBackend(spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 
@@ -96,8 +97,8 @@ def test_a_lasting_failure_stops_the_batch_but_keeps_what_was_answered():
         answered = {"n": 0}
         original = stub.record
 
-        def record(path, body, headers):
-            reply = original(path, body, headers)
+        def record(*request):
+            reply = original(*request)
             answered["n"] += 1
             return reply if answered["n"] <= 2 else Reply(500)
 
@@ -133,11 +134,16 @@ def test_refused_key_says_which_env_var():
     assert len(stub.bodies) == 1
 
 
-def test_unreachable_server_names_the_url():
+def dead_url() -> str:
+    """A loopback base_url where nothing listens: connections are refused."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_unreachable_server_names_the_url():
+    url = dead_url()
     with pytest.raises(
         BackendError, match=f"at {url}: cannot connect after 2 attempts .*start the server or fix base_url"
     ):
@@ -184,3 +190,53 @@ def test_a_json_schema_goes_out_as_response_format_only_where_declared():
         "json_schema": {"name": "verdict", "schema": sent, "strict": True},
     }
     assert "response_format" not in plain and "response_format" not in undeclared
+
+
+def test_a_dead_endpoint_gives_one_warning_at_most_and_a_one_line_error(caplog):
+    caplog.set_level(logging.DEBUG)
+    url = dead_url()
+    with pytest.raises(BackendError) as err:
+        complete(backend(url, max_attempts=4), [ask(f"q{i}") for i in range(16)])
+    message = str(err.value)
+    assert "\n" not in message and f"at {url}: cannot connect after 4 attempts" in message
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) <= 1, [r.getMessage() for r in warnings]
+    # every retry is still there for whoever asks for DEBUG
+    retries = [r for r in caplog.records if r.levelno == logging.DEBUG and "; retry " in r.getMessage()]
+    assert len(retries) >= 3
+
+
+def test_successful_calls_log_nothing_per_call(caplog):
+    caplog.set_level(logging.INFO)
+    with StubOpenAIServer() as stub:
+        out = complete(backend(stub.url), [ask(f"q{i}") for i in range(8)])
+    assert len(out) == 8 and not [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_one_pool_reuses_its_connections_across_batches():
+    async def go(b: OpenAIBackend) -> None:
+        try:
+            for _ in range(3):
+                await b.complete([ask(f"q{i}") for i in range(8)])
+        finally:
+            await b.aclose()
+
+    with StubOpenAIServer() as stub:
+        asyncio.run(go(backend(stub.url, max_concurrency=4)))
+    # 24 requests over at most 4 connections (each a client port the server saw)
+    assert len(stub.bodies) == 24 and 1 <= len(set(stub.peers)) <= 4
+
+
+@pytest.mark.parametrize(
+    "body,reason",
+    [(b"not json", "not JSON"), (b'{"choices": []}', "no choices"), (b'{"object": "list"}', "no choices")],
+)
+def test_an_answer_that_is_not_a_chat_completion_is_a_one_line_error(body, reason):
+    class Raw:
+        content = body
+        text = body.decode()
+
+    b = backend("http://127.0.0.1:9/v1")
+    with pytest.raises(BackendError, match=reason) as err:
+        b._completion(Raw, 0.1)
+    assert "\n" not in str(err.value) and "/v1/chat/completions" in str(err.value)

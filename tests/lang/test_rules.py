@@ -285,7 +285,7 @@ def test_yaml_syntax_error_gives_line_and_column():
     assert re.match(rf"{FILE}: line \d+, column \d+: YAML syntax error: ", line)
     tab = "name: t\nlayers:\n\t- generator: {model: embedded}\n"
     assert refused(tab) == [
-        f"{FILE}: line 3, column 1: YAML syntax error: found character '\\t' that cannot start any token"
+        f"{FILE}: line 3, column 1: YAML syntax error: found character '\\t' that cannot start any token; indent with spaces, not tabs"
     ]
 
 

@@ -34,6 +34,8 @@ TINY = [
     "--embedded-tokens", "4",
     "--embedded-repeats", "1",
     "--overhead-trials", "40",
+    "--client-calls", "64",
+    "--client-repeats", "1",
 ]  # fmt: skip
 HEADLINES = (
     "critical_path_ratio",

@@ -180,8 +180,8 @@ class Outage(StubOpenAIServer):
         self.healthy = healthy
         self.down = True
 
-    def record(self, path: str, body: dict, headers: dict[str, str]) -> Reply | None:
-        reply = super().record(path, body, headers)
+    def record(self, path: str, body: dict, headers: dict[str, str], peer: tuple = ()) -> Reply | None:
+        reply = super().record(path, body, headers, peer)
         with self._lock:
             seen = len(self.bodies)
         if self.down and seen > self.healthy:

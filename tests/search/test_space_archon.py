@@ -112,7 +112,7 @@ def test_every_accepted_archon_config_is_a_point_of_the_default_space(path: Path
     # its models are the run's models; a code task, where unit tests are on offer
     space = load_space()
     ctx = space_context(space, dict(arch.models), imported.calls_per_query, "code", max_tokens=512)
-    point, proposed = build_architecture(optuna.trial.FixedTrial(_params(arch)), 0, space, ctx)
+    _, proposed = build_architecture(optuna.trial.FixedTrial(_params(arch)), 0, space, ctx)
     assert _structure(proposed.arch) == _structure(arch)
     assert proposed.calls_per_query == imported.calls_per_query
 

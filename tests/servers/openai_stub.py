@@ -54,7 +54,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         stub = self.server.stub
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        reply = stub.record(self.path, body, {k.lower(): v for k, v in self.headers.items()})
+        reply = stub.record(self.path, body, {k.lower(): v for k, v in self.headers.items()}, self.client_address)
         try:
             if reply is not None and reply.drop:
                 self.close_connection = True
@@ -116,6 +116,8 @@ class StubOpenAIServer:
         self.answer = answer
         self.bodies: list[dict] = []
         self.headers: list[dict[str, str]] = []
+        #: the (host, port) each request came from: one port per connection the client opened
+        self.peers: list[tuple] = []
         self.max_in_flight = 0
         self._in_flight = 0
         self._script: list[Reply] = []
@@ -135,11 +137,13 @@ class StubOpenAIServer:
         with self._lock:
             self._script.extend(replies)
 
-    def record(self, path: str, body: dict, headers: dict[str, str]) -> Reply | None:
-        """Note a request (header names lower-cased); return the scripted reply it gets, if any."""
+    def record(self, path: str, body: dict, headers: dict[str, str], peer: tuple = ()) -> Reply | None:
+        """Note a request (header names lower-cased) and the client address it came from; return the scripted
+        reply it gets, if any."""
         with self._lock:
             self.bodies.append(body)
             self.headers.append(headers)
+            self.peers.append(peer)
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             return self._script.pop(0) if self._script else None
