@@ -49,6 +49,7 @@ class FakeEngineArgs:
 class FakeSample:
     text: str
     token_ids: list[int]
+    finish_reason: str | None = "stop"
 
 
 @dataclass
