@@ -6,17 +6,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from run_states import trial_states
 from typer.testing import CliRunner
 
 from archon_search.cli import app
@@ -52,22 +51,6 @@ def search(landscape: Landscape, out: Path, trials: int, **options) -> object:
 
 def load_study(out: Path, name: str = f"landscape-b{BUDGET}") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}")
-
-
-def trial_states(out: Path) -> list[str]:
-    """The trials' states in a worker's study.db, SCORING for a running one whose architecture is built; read
-    without touching the schema ([] before it exists)."""
-    if not (out / "study.db").exists():
-        return []
-    query = (
-        "SELECT CASE WHEN t.state = 'RUNNING' AND EXISTS (SELECT 1 FROM trial_user_attributes a "
-        "WHERE a.trial_id = t.trial_id AND a.key = 'arch') THEN 'SCORING' ELSE t.state END FROM trials t"
-    )
-    try:
-        with closing(sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=5)) as db:
-            return [row[0] for row in db.execute(query)]
-    except sqlite3.OperationalError:
-        return []
 
 
 def test_a_run_writes_the_whole_run_folder(landscape, tmp_path):
