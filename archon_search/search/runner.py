@@ -30,6 +30,7 @@ from archon_search.core.items import Item
 from archon_search.datasets.registry import get_dataset
 from archon_search.eval.benchmark import Benchmark, judge_name, make_benchmark
 from archon_search.eval.evaluate import DEFAULT_CHUNK, EvalResult, TooManyErrors, evaluate
+from archon_search.lang.spec import EmbeddedModel
 from archon_search.lang.validate import Validated, load_models_file
 from archon_search.runtime.cache import ResponseCache
 from archon_search.runtime.pool import BackendPool
@@ -366,7 +367,8 @@ def _plan(config: SearchConfig, space: SearchSpace, setup: _Setup, study: Study)
         trials=config.trials,
         dev_n=len(setup.dev),
         test_n=len(setup.test),
-        models={name: ctx.model_specs.get(name) for name in ctx.models},
+        # a run without --models gets the pool's default entry, the embedded model
+        models={name: ctx.model_specs.get(name) or EmbeddedModel() for name in ctx.models},
         baselines=[(name, checked.calls_per_query) for name, checked in fixed],
         max_tokens=ctx.max_tokens,
         out=setup.out,
