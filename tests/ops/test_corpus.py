@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus_checks import check_critiques, check_ranking
 
-from archon_search.ops.critic import parse_critiques
-from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
 from archon_search.scoring.answers import extract_code, extract_number, extract_text_answer, last_boxed
 
@@ -54,26 +53,12 @@ def test_the_corpus_is_big_and_varied():
 
 @pytest.mark.parametrize("case", cases("ranker.yaml"))
 def test_ranker_corpus(case):
-    parsed = parse_ranking(case["text"], case["n"])
-    if case["ranking"] is None:
-        assert parsed is None
-        return
-    assert parsed is not None and [k + 1 for k in parsed.value] == case["ranking"]
-    assert (parsed.guess is not None) == case["guess"], parsed.guess
+    check_ranking(case)
 
 
 @pytest.mark.parametrize("case", cases("critic.yaml"))
 def test_critic_corpus(case):
-    parsed = parse_critiques(case["text"], case["n"])
-    critiques = parsed.value if parsed else {}
-    for k, phrases in case.get("has", {}).items():
-        for phrase in phrases:
-            assert phrase in critiques.get(k - 1, ""), (k, phrase, critiques)
-    for k, phrases in case.get("lacks", {}).items():
-        for phrase in phrases:
-            assert phrase not in critiques.get(k - 1, ""), (k, phrase, critiques)
-    assert sorted(k + 1 for k in range(case["n"]) if k not in critiques) == sorted(case.get("missing", []))
-    assert (parsed is not None and parsed.guess is not None) == case.get("guess", False)
+    check_critiques(case)
 
 
 @pytest.mark.parametrize("case", cases("verifier.yaml"))

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from corpus_checks import check_critiques, check_ranking
 
 from archon_search.lang.spec import ScriptedModel
 from archon_search.lang.validate import validate_text
 from archon_search.ops import Candidate, OpContext, QueryState
-from archon_search.ops.critic import parse_critiques
-from archon_search.ops.ranker import parse_ranking
 from archon_search.ops.verifier import parse_verdict
 from archon_search.ops.voter import Voter
 from archon_search.scoring.answers import extract_number, extract_program, extract_text_answer
@@ -70,25 +69,12 @@ def test_voter(case):
 
 @pytest.mark.parametrize("case", cases("ranker"))
 def test_ranker(case):
-    parsed = parse_ranking(case["text"], case["n"])
-    if case["ranking"] is None:
-        assert parsed is None, parsed
-        return
-    assert parsed is not None and [k + 1 for k in parsed.value] == case["ranking"], parsed
-    assert (parsed.guess is not None) == case["guess"], parsed.guess
+    check_ranking(case)
 
 
 @pytest.mark.parametrize("case", cases("critic"))
 def test_critic(case):
-    parsed = parse_critiques(case["text"], case["n"])
-    critiques = parsed.value if parsed else {}
-    for k, phrases in case.get("has", {}).items():
-        for phrase in phrases:
-            assert phrase in critiques.get(k - 1, ""), (k, phrase, critiques)
-    for k, phrases in case.get("lacks", {}).items():
-        for phrase in phrases:
-            assert phrase not in critiques.get(k - 1, ""), (k, phrase, critiques)
-    assert sorted(k + 1 for k in range(case["n"]) if k not in critiques) == sorted(case.get("missing", []))
+    check_critiques(case)
 
 
 @pytest.mark.parametrize("case", cases("verifier"))
