@@ -1,19 +1,26 @@
-"""The embedded model, two figures.
+"""The embedded model, four figures.
 
 Overhead: through the executor against llama-cpp-python called directly (same prompts, sampling settings, seeds
 and loaded model), so any gap in tokens per second is ours. Parallel decoding: one model using every core, called
-one request at a time (what the backend does), against one single-threaded model per core decoding side by side.
+one request at a time, against one single-threaded model per core decoding side by side. Batching: the backend's
+batch engine given 8 requests at once against the same requests one at a time, and at once again while a second
+process decodes beside it (the thread default must not collapse then).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
+import signal
 import statistics
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from archon_search.backends.embedded import EmbeddedBackend, LoadedModel, default_model_path, load_model
@@ -136,8 +143,9 @@ def embedded_throughput(n_questions: int, samples: int, max_tokens: int, n_threa
 @dataclass
 class ParallelThroughput:
     """Completion tokens per second, one list entry per repeat (each repeat runs every way): one request at a time
-    on `cores` threads (the backend today), `cores` single-threaded models side by side, and one request at a time
-    on a single thread (which tells a gain of decoding side by side from one of simply using fewer threads)."""
+    on `cores` threads (the backend before batching, with its old thread default), `cores` single-threaded models
+    side by side, and one request at a time on a single thread (which tells a gain of decoding side by side from one
+    of simply using fewer threads)."""
 
     cores: int
     requests: int
@@ -182,7 +190,7 @@ def embedded_parallel_throughput(
     n_questions: int, samples: int, max_tokens: int, repeats: int, cores: int | None = None
 ) -> ParallelThroughput:
     """Tokens per second every way on `n_questions` x `samples` requests, `repeats` times, rotating which way
-    goes first; `cores` defaults to the machine's (the embedded backend's default thread count)."""
+    goes first; `cores` defaults to the machine's (the embedded backend's thread count before it became half)."""
     # imported here, like the backend does, so that the suite's other figures run without llama-cpp-python
     import llama_cpp
 
@@ -229,3 +237,145 @@ def embedded_parallel_throughput(
         single_thread_tokens_per_s=speeds("single_thread"),
         identical_outputs=same / (len(pairs) * len(requests)),
     )
+
+
+@dataclass
+class BatchSpeed:
+    """Completion tokens per second of the embedded backend (its default threads), one entry per round: the prompts
+    sent at once (decoded together), the same prompts one call at a time, and sent at once again while a second
+    process decodes beside this one (another run of the tool on the same machine)."""
+
+    requests: int
+    n_threads: int
+    n_parallel: int
+    batch_tokens_per_s: list[float]
+    one_at_a_time_tokens_per_s: list[float]
+    contended_tokens_per_s: list[float]
+    #: prompt tokens read by the engine, and those taken from cells already in its cache (shared prefixes)
+    prompt_tokens_read: int
+    prompt_tokens_shared: int
+
+    @property
+    def speedup(self) -> float:
+        """Fastest round at once over fastest round one at a time."""
+        return max(self.batch_tokens_per_s) / max(self.one_at_a_time_tokens_per_s)
+
+    @property
+    def contended_ratio(self) -> float:
+        """Fastest round beside a second decoding process over fastest round alone (both sent at once)."""
+        return max(self.contended_tokens_per_s) / max(self.batch_tokens_per_s)
+
+
+def _round_requests(round_: int, max_tokens: int) -> list[ChatRequest]:
+    # fresh prompts every round (the round number in each), so that no round finds its prompts already in the cache
+    return [
+        ChatRequest.of([{"role": "user", "content": f"{prompt} (Question {round_ * 10 + i}.)"}], 0.7, max_tokens, 0)
+        for i, prompt in enumerate(PROMPTS)
+    ]
+
+
+async def _at_once(backend: EmbeddedBackend, requests: Sequence[ChatRequest]) -> float:
+    with stopwatch() as timing:
+        answers = await backend.complete(requests)
+    return sum(a.completion_tokens for a in answers) / timing.wall_s
+
+
+async def _one_by_one(backend: EmbeddedBackend, requests: Sequence[ChatRequest]) -> float:
+    tokens = 0
+    with stopwatch() as timing:
+        for request in requests:
+            tokens += (await backend.complete([request]))[0].completion_tokens
+    return tokens / timing.wall_s
+
+
+def decode_forever(max_tokens: int = 64) -> None:
+    """The second process of `embedded_batch_speed`: the embedded backend with its defaults, decoding batches of
+    the suite's prompts until it is killed (it prints `ready` once the model is loaded)."""
+    backend = EmbeddedBackend(EmbeddedModel())
+
+    async def loop() -> None:
+        await backend.complete(_round_requests(0, 1))
+        print("ready", flush=True)
+        round_ = 1000
+        while True:
+            await backend.complete(_round_requests(round_, max_tokens))
+            round_ += 1
+
+    asyncio.run(loop())
+
+
+class _SecondDecoder:
+    """A second process decoding beside this one, paused (SIGSTOP) except inside `running()`, so that rounds alone
+    and rounds beside it can alternate without reloading it each time."""
+
+    def __init__(self, max_tokens: int):
+        root = Path(__file__).resolve().parent.parent
+        code = f"from perf.speed_embedded import decode_forever; decode_forever({max_tokens})"
+        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the second decoding process did not start")
+        self.process.send_signal(signal.SIGSTOP)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        self.process.send_signal(signal.SIGCONT)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def embedded_batch_speed(max_tokens: int, repeats: int) -> BatchSpeed:
+    """`repeats` rounds of three ways (at once, one at a time, at once beside a second decoding process), rotating
+    which way goes first, so that a slow spell of the machine does not always fall on the same way."""
+    spec = EmbeddedModel()
+    backend = EmbeddedBackend(spec)
+
+    async def measure(second: _SecondDecoder) -> BatchSpeed:
+        # the first call loads the model and starts the engine: keep it out of the timings
+        await backend.complete(_round_requests(99, 2))
+        engine = backend.engine
+        assert engine is not None
+        read, shared = engine.prompt_read, engine.prompt_shared
+        speeds: dict[str, list[float]] = {"at_once": [], "one": [], "contended": []}
+
+        async def contended(requests: list[ChatRequest]) -> float:
+            with second.running():
+                return await _at_once(backend, requests)
+
+        ways = {
+            "at_once": lambda requests: _at_once(backend, requests),
+            "one": lambda requests: _one_by_one(backend, requests),
+            "contended": contended,
+        }
+        names = list(ways)
+        for r in range(repeats):
+            for k, name in enumerate(names[r % 3 :] + names[: r % 3]):
+                speeds[name].append(await ways[name](_round_requests(3 * r + k, max_tokens)))
+        return BatchSpeed(
+            requests=len(PROMPTS),
+            n_threads=backend.n_threads,
+            n_parallel=spec.n_parallel,
+            batch_tokens_per_s=speeds["at_once"],
+            one_at_a_time_tokens_per_s=speeds["one"],
+            contended_tokens_per_s=speeds["contended"],
+            prompt_tokens_read=engine.prompt_read - read,
+            prompt_tokens_shared=engine.prompt_shared - shared,
+        )
+
+    second = _SecondDecoder(max_tokens)
+    try:
+        return asyncio.run(measure(second))
+    finally:
+        second.close()

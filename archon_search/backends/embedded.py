@@ -52,7 +52,7 @@ def default_model_path() -> Path:
 @dataclass
 class LoadedModel:
     """A loaded `llama_cpp.Llama` (the weights, tokenizer and chat format) with its batch engines, one per number of
-    parallel sequences; `lock` serializes direct calls to `llm` (it is not thread-safe)."""
+    parallel sequences (each has its own llama.cpp context and thread); `lock` guards `engines`."""
 
     llm: Any
     n_ctx: int
@@ -60,8 +60,13 @@ class LoadedModel:
     engines: dict[int, BatchEngine] = field(default_factory=dict)
 
     def engine(self, n_parallel: int) -> BatchEngine:
-        """The engine decoding up to `n_parallel` sequences together in its own context, started on first use."""
+        """The engine decoding up to `n_parallel` sequences together in its own context, started on first use (and
+        again after a failure stopped it)."""
         with self.lock:
+            old = self.engines.get(n_parallel)
+            if old is not None and old.closed:
+                old.close()
+                del self.engines[n_parallel]
             if n_parallel not in self.engines:
                 self.engines[n_parallel] = BatchEngine(
                     self.llm, self.n_ctx, n_parallel, self.n_threads, name=Path(self.llm.model_path).name
@@ -82,9 +87,10 @@ def _unload_all() -> None:
     # llama_cpp's __del__ fails when it runs during interpreter teardown; free the models while Python is whole
     with _LOADING:
         for model in _LOADED.values():
-            for engine in model.engines.values():
-                engine.close()
-            model.llm.close()
+            stopped = [engine.close() for engine in model.engines.values()]
+            # a decode thread still running uses the weights: leave them to the process's end
+            if all(stopped):
+                model.llm.close()
         _LOADED.clear()
 
 
@@ -100,9 +106,22 @@ def default_threads() -> int:
     """Threads per model when the entry sets none: half the cores (at least 1), see docs/backends.md.
 
     llama.cpp's worker threads spin while they wait; with as many threads as cores, any other busy process (a second
-    run, a test suite) makes them wait on each other and throughput falls 60-200 fold.
+    run, a test suite) makes them wait on a thread that is not running, and throughput falls 17-200 fold.
     """
     return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _check_chat_format(name: str) -> None:
+    from llama_cpp import llama_chat_format
+
+    registry = llama_chat_format.LlamaChatCompletionHandlerRegistry()
+    # LlamaChatCompletionHandlerNotFoundException; a KeyError in releases without it
+    not_found = getattr(llama_chat_format, "LlamaChatCompletionHandlerNotFoundException", KeyError)
+    try:
+        registry.get_chat_completion_handler_by_name(name)
+    except (not_found, KeyError):
+        known = ", ".join(sorted(getattr(registry, "_chat_handlers", {}))) or "see llama_cpp.llama_chat_format"
+        raise BackendError(f"unknown chat_format {name!r}; use one of {known}") from None
 
 
 def load_model(path: Path, n_ctx: int, n_threads: int, chat_format: str | None = None) -> LoadedModel:
@@ -111,6 +130,8 @@ def load_model(path: Path, n_ctx: int, n_threads: int, chat_format: str | None =
     with _LOADING:
         if key not in _LOADED:
             llama_cpp = _require_llama_cpp()
+            if chat_format is not None:
+                _check_chat_format(chat_format)
             start = time.perf_counter()
             try:
                 llm = llama_cpp.Llama(
@@ -129,15 +150,6 @@ def load_model(path: Path, n_ctx: int, n_threads: int, chat_format: str | None =
                     f"GGUF {path.name} has no chat template, so it is probably not an instruct model; "
                     "set chat_format: (e.g. chatml) in its model entry to use it anyway"
                 )
-            if chat_format is not None:
-                from llama_cpp import llama_chat_format
-
-                try:
-                    llama_chat_format.get_chat_completion_handler(chat_format)
-                except KeyError:
-                    llm.close()
-                    known = ", ".join(sorted(llama_chat_format.LlamaChatCompletionHandlerRegistry()._chat_handlers))
-                    raise BackendError(f"unknown chat_format {chat_format!r}; use one of {known}") from None
             log.info(
                 "loaded %s (n_ctx=%d, n_threads=%d) in %.1fs", path.name, n_ctx, n_threads, time.perf_counter() - start
             )
@@ -159,7 +171,7 @@ def fit_messages(llm: Any, messages: list[dict[str, str]], n_ctx: int, max_token
     """The messages, cut in the middle where needed so the prompt leaves room in `n_ctx` for an answer.
 
     The last user message is cut first, then the others from the longest; room for the answer is at
-    most a quarter of the context (llama.cpp shortens `max_tokens` itself to what is left).
+    most a quarter of the context (`prepare` cuts `max_tokens` down to what is left).
     """
     budget = n_ctx - min(max_tokens, n_ctx // 4) - TEMPLATE_OVERHEAD_TOKENS - MESSAGE_OVERHEAD_TOKENS * len(messages)
     tokens = [llm.tokenize(m["content"].encode("utf-8"), add_bos=False) for m in messages]
@@ -233,7 +245,7 @@ def prepare(model: LoadedModel, request: ChatRequest) -> Prepared:
         arguments = captured.arguments
     else:
         raise BackendError(f"embedded model: the chat format {llm.chat_format!r} is not supported; set chat_format:")
-    prompt = list(arguments["prompt"])
+    prompt = tuple(arguments["prompt"])
     room = model.n_ctx - len(prompt)
     if room < 1:
         raise BackendError(
@@ -276,10 +288,19 @@ class EmbeddedBackend(Backend):
     def model_id(self) -> str:
         return self.spec.model_id
 
-    def _load(self) -> LoadedModel:
+    @property
+    def _key(self) -> tuple[str, int, int, str | None]:
+        return (str(self.path), self.spec.n_ctx, self.n_threads, self.spec.chat_format)
+
+    def _load(self) -> BatchEngine:
         model = load_model(self.path, self.spec.n_ctx, self.n_threads, self.spec.chat_format)
-        model.engine(self.spec.n_parallel)
-        return model
+        return model.engine(self.spec.n_parallel)
+
+    @property
+    def engine(self) -> BatchEngine | None:
+        """The batch engine decoding this backend's requests, once the first call has started it."""
+        model = _LOADED.get(self._key)
+        return model.engines.get(self.spec.n_parallel) if model is not None else None
 
     def _prepare(self, model: LoadedModel, request: ChatRequest) -> Prepared:
         return prepare(model, request)
@@ -287,23 +308,24 @@ class EmbeddedBackend(Backend):
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Answer the requests, decoded together with every other request pending on this model.
 
-        A request that fails does not stop the others; the failure carries their answers in `BackendError.partial`.
+        A request that fails does not stop the others: the failure carries their answers in `BackendError.partial`.
         Cancelling the call drops its requests from the batch at the next decode step.
         """
-        key = (str(self.path), self.spec.n_ctx, self.n_threads, self.spec.chat_format)
-        model = _LOADED.get(key)
-        if model is None or self.spec.n_parallel not in model.engines:
-            model = await asyncio.to_thread(self._load)
-        engine = model.engine(self.spec.n_parallel)
-        futures: list[concurrent.futures.Future | None] = []
+        engine = self.engine
+        if engine is None or engine.closed:
+            engine = await asyncio.to_thread(self._load)
+        model = _LOADED[self._key]
+        prepared: dict[int, Prepared] = {}
         errors: dict[int, BackendError] = {}
         for i, request in enumerate(requests):
             try:
-                futures.append(engine.submit(self._prepare(model, request)))
+                prepared[i] = self._prepare(model, request)
             except BackendError as exc:
                 errors[i] = exc
-                futures.append(None)
-        live = [f for f in futures if f is not None]
+        # queued together, so that the engine starts them in one batch when it has room
+        submitted = dict(zip(prepared, engine.submit_all(list(prepared.values()))))
+        futures = [submitted.get(i) for i in range(len(requests))]
+        live = list(submitted.values())
         self._in_flight.update(live)
         try:
             answers = await asyncio.gather(
@@ -319,25 +341,25 @@ class EmbeddedBackend(Backend):
         for i, answer in enumerate(answers):
             if isinstance(answer, Completion):
                 done[i] = answer
-            elif isinstance(answer, BaseException) and i not in errors:
-                if not isinstance(answer, BackendError):
-                    raise answer
-                errors[i] = answer
+            elif isinstance(answer, asyncio.CancelledError):
+                # cancelled by aclose, not by our caller
+                errors.setdefault(i, BackendError(f"the embedded model {self.model_id} was closed before it answered"))
+            elif isinstance(answer, BackendError):
+                errors.setdefault(i, answer)
+            elif isinstance(answer, BaseException):
+                raise answer
         if errors:
-            first = errors[min(errors)]
-            first.partial = done
-            raise first
+            # a fresh error: the engine may have given the same one to other calls, each with its own partial
+            raise BackendError(str(errors[min(errors)]), partial=done)
         return [done[i] for i in range(len(requests))]
 
     async def aclose(self) -> None:
-        """Cancel this backend's requests still decoding and wait (at most a few seconds) until their slots are free."""
+        """Cancel this backend's requests still decoding and wait (a few seconds at most) until their slots are free."""
         pending = list(self._in_flight)
         self._in_flight.clear()
         for f in pending:
             f.cancel()
-        key = (str(self.path), self.spec.n_ctx, self.n_threads, self.spec.chat_format)
-        model = _LOADED.get(key)
-        engine = model.engines.get(self.spec.n_parallel) if model is not None else None
+        engine = self.engine
         if pending and engine is not None:
             await asyncio.to_thread(engine.wait_released, pending, CLOSE_WAIT_S)
 

@@ -1,14 +1,20 @@
 """Continuous batching on llama.cpp: many sequences decoded together in one context, one `llama_decode` per step.
 
-The engine owns a llama.cpp context with `n_slots` sequences over one unified KV cache (`n_ctx` cells per slot) and
-one background thread. Every request submitted (from any `complete` call, any event loop) waits in a queue and takes
-a slot as soon as one is free; each step then feeds one batch holding the next token of every generating sequence
-and a chunk of the prompts still being read, decodes it once, and samples every sequence that produced logits with
-its own sampler chain (its temperature and seed, its JSON grammar). Samples of one prompt share it: the prompt is
-read once and its cells are shared with the others (`llama_memory_seq_cp`).
+The engine owns a llama.cpp context for `n_slots` sequences over one unified KV cache (`n_ctx` cells per slot) and one
+background thread. Every request submitted (from any `complete` call, on any event loop) waits in a queue and takes a
+slot as soon as one is free. Each step feeds one batch, holding the next token of every generating sequence and a
+chunk of the prompts still being read, decodes it once, and samples every sequence that produced logits with its own
+sampler chain (its temperature and seed, its JSON grammar). Identical greedy requests in flight together are decoded
+once.
 
-A cancelled request (its future cancelled) leaves its slot at the next step; `close` and a step whose every sequence
-was cancelled abort a long prompt read in the middle (llama.cpp's abort callback), so decoding stops within a step.
+Prompts share what they have in common. A slot keeps its cells after its request is done, and a new request starts
+from the longest prefix of its prompt held by any slot (the chat template's system prompt, a question asked again):
+the cells are shared, not computed again (`llama_memory_seq_cp` on a unified cache). Samples of one prompt admitted
+together wait for the first to read it, then share its cells and all sample from its logits.
+
+A cancelled request (every future of it cancelled) leaves its slot at the next step. `close`, and a step whose every
+sequence was cancelled, abort a long prompt read in the middle (llama.cpp's abort callback), so decoding stops
+within a step.
 """
 
 from __future__ import annotations
@@ -28,46 +34,49 @@ from archon_search.core.messages import LENGTH, STOP, Completion
 
 log = logging.getLogger(__name__)
 
-# llama-cpp-python's create_chat_completion defaults, so that batched samples are drawn like the one-at-a-time ones
+# llama-cpp-python's create_chat_completion defaults, so that batched samples are drawn like one-at-a-time ones
 TOP_K = 40
 TOP_P = 0.95
 MIN_P = 0.05
-#: prompt tokens read per step at most (shared by the sequences still reading theirs): bounds one step's time, so
-#: generating sequences keep producing tokens while a long prompt is read, and a cancel waits at most one step
+#: prompt tokens read per step at most (shared by the sequences still reading): bounds a step's time, so generating
+#: sequences keep producing tokens while a long prompt is read and a cancel waits for one short step at most
 PROMPT_CHUNK = 256
 #: a step reading at least this many prompt tokens installs the abort callback (it costs a Python call per graph
-#: node, noticeable on one-token steps, negligible on long ones)
+#: node: noticeable on one-token steps, negligible on long ones)
 ABORT_CHECK_MIN_TOKENS = 32
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
     """A request ready to decode: its prompt tokens, how many tokens it may add and how to sample them."""
 
-    prompt: list[int]
+    prompt: tuple[int, ...]
     max_tokens: int
     temperature: float
     seed: int
-    #: GBNF text and root rule of a grammar the answer must follow (a JSON Schema), or None
+    #: GBNF text and root rule of the grammar the answer must follow (a JSON Schema's), or None
     grammar: tuple[str, str] | None = None
-    #: strings that end the answer (the chat format's end-of-turn text), cut from it
+    #: strings that end the answer (a chat format's end-of-turn text); the answer is cut before them
     stop: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
 class _Job:
     prepared: Prepared
-    future: concurrent.futures.Future
+    #: one per `submit` of this request: identical greedy requests in flight together are decoded once
+    futures: list[concurrent.futures.Future]
     submitted: float
     seq: int = -1
-    #: prompt tokens already in the KV cache (the next position to write)
+    #: tokens of this sequence in the KV cache (the next position to write)
     n_past: int = 0
+    #: the sampler chain (temperature, seed), and the grammar checked apart from it (see `_grammatical`)
     sampler: Any = None
+    grammar: Any = None
     tokens: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
     #: the batch index whose logits this job samples after the current step, or -1
     out_index: int = -1
-    #: jobs with the same prompt that wait for this one to read it, then take a copy of its cells
+    #: jobs with the same prompt waiting for this one to read it; they then share its cells and its logits
     followers: list[_Job] = field(default_factory=list)
     leader: _Job | None = None
 
@@ -77,96 +86,164 @@ class _Job:
 
     @property
     def cancelled(self) -> bool:
-        return self.future.cancelled()
+        return all(f.cancelled() for f in self.futures)
+
+    def cells(self) -> Sequence[int]:
+        """The tokens whose cells this sequence holds, from position 0 (the prompt read so far, then the answer)."""
+        prompt = self.prepared.prompt
+        if self.n_past <= len(prompt):
+            return prompt[: self.n_past]
+        return prompt + tuple(self.tokens[: self.n_past - len(prompt)])
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 class BatchEngine:
     """One llama.cpp context decoding up to `n_slots` sequences together, driven by one daemon thread."""
 
     def __init__(self, llm: Any, n_ctx: int, n_slots: int, n_threads: int, name: str = "model"):
+        # imported here, like llama_cpp (which needs numpy anyway): importing the package stays light
         import llama_cpp
+        import numpy as np
 
         self._lib = llama_cpp
         self.llm = llm
         self.n_ctx = n_ctx
         self.n_slots = n_slots
         self.name = name
-        self._model = llm.model
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * n_slots
         params.n_batch = PROMPT_CHUNK + n_slots
         params.n_ubatch = PROMPT_CHUNK + n_slots
         params.n_seq_max = n_slots
+        # one cache for every sequence: prefixes are shared without copies, and a step that mixes prompt chunks with
+        # generating sequences is one ubatch. Streams of their own (kv_unified False) make attention cheaper on long
+        # sequences, but each such step splits into several ubatches and a shared prefix is a copy of a whole
+        # stream: with 8 sequences they were 5-25% slower here (short answers, and 920-token prompts alike).
+        # Flash attention (off, as in llama-cpp-python) helped only some of these cases and changes the numerics.
         params.kv_unified = True
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.no_perf = True
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self._ctx = llama_cpp.llama_init_from_model(self._model, params)
-        if self._ctx is None:
+        llama_cpp.llama_log_set(_filtered_log(), ctypes.c_void_p(0))
+        self._ctx = llama_cpp.llama_init_from_model(llm.model, params)
+        if not self._ctx:
             raise BackendError(
-                f"llama.cpp could not create a context of {n_ctx} x {n_slots} tokens for {name}; "
-                "lower n_ctx or n_parallel in its model entry"
+                f"llama.cpp could not make a context of {n_slots} x {n_ctx} tokens for {name}; "
+                "lower n_parallel or n_ctx in its model entry"
             )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch_size = PROMPT_CHUNK + n_slots
-        self._batch = llama_cpp.llama_batch_init(self._batch_size, 0, 1)
+        self._batch = llama_cpp.llama_batch_init(PROMPT_CHUNK + n_slots, 0, 1)
         self._abort_flag = False
         self._step_jobs: list[_Job] = []
         self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
+        self._no_abort_cb = llama_cpp.ggml_abort_callback(0)
         self._piece = ctypes.create_string_buffer(256)
+        # candidate arrays for grammars (llama_token_data: id, logit, p)
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self._np = np
+        token_data = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+        self._token_ids = np.arange(n_vocab, dtype=np.int32)
+        self._candidates = np.zeros(n_vocab, dtype=token_data)
+        self._candidates_ptr = self._candidates.ctypes.data_as(llama_cpp.llama_token_data_p)
+        self._one = np.zeros(1, dtype=token_data)
+        self._one_ptr = self._one.ctypes.data_as(llama_cpp.llama_token_data_p)
 
         self._lock = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._active: list[_Job] = []
-        self._free = list(range(n_slots - 1, -1, -1))
+        self._free = list(range(n_slots))
+        #: free slot -> the tokens whose cells it still holds, for later prompts to share
+        self._kept: dict[int, Sequence[int]] = {}
+        #: greedy requests queued or decoding, for an identical one to join
+        self._greedy: dict[Prepared, _Job] = {}
         self._closing = False
         self._closed = False
+        #: counters: decode steps, prompt tokens read, prompt tokens taken from cells already there
         self.steps = 0
+        self.prompt_read = 0
+        self.prompt_shared = 0
         self._thread = threading.Thread(target=self._run, name=f"llama-batch-{name}", daemon=True)
         self._thread.start()
 
-    # ---- the caller's side -------------------------------------------------------------------------------------
+    # ---- the callers' side -------------------------------------------------------------------------------------
 
     def submit(self, prepared: Prepared) -> concurrent.futures.Future:
-        """Queue one request; the future gets its `Completion` (or a `BackendError`). Cancel it to drop the request."""
-        job = _Job(prepared, concurrent.futures.Future(), time.perf_counter())
+        """Queue one request; its future gets a `Completion` (or a `BackendError`). Cancel it to drop the request."""
+        return self.submit_all([prepared])[0]
+
+    def submit_all(self, requests: Sequence[Prepared]) -> list[concurrent.futures.Future]:
+        """Queue requests together (the decode thread sees all of them or none), one future each."""
+        futures: list[concurrent.futures.Future] = []
         with self._lock:
             if self._closing:
                 raise BackendError(f"the embedded model {self.name} is closed")
-            self._queue.append(job)
+            for prepared in requests:
+                future: concurrent.futures.Future = concurrent.futures.Future()
+                futures.append(future)
+                twin = self._greedy.get(prepared) if prepared.temperature == 0 else None
+                if twin is not None and not twin.cancelled:
+                    # the same greedy request is already in flight: its answer is this one's too
+                    twin.futures.append(future)
+                    continue
+                job = _Job(prepared, [future], time.perf_counter())
+                if prepared.temperature == 0:
+                    self._greedy[prepared] = job
+                self._queue.append(job)
             self._lock.notify_all()
-        return job.future
+        return futures
 
     def wait_released(self, futures: Sequence[concurrent.futures.Future], timeout: float) -> bool:
-        """Wait until none of these (cancelled or finished) requests holds a slot; False on timeout."""
-        pending = set(map(id, futures))
+        """Wait until no request cancelled through these futures holds a slot or waits for one; False on timeout."""
+        pending = {id(f) for f in futures}
         deadline = time.monotonic() + timeout
         with self._lock:
             self._lock.notify_all()
-            while any(id(j.future) in pending for j in (*self._active, *self._queue)):
+            # a request another caller also awaits (an identical greedy one) goes on decoding for that caller
+            while not self._closed and any(
+                j.cancelled and any(id(f) in pending for f in j.futures) for j in (*self._active, *self._queue)
+            ):
                 left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    return self._closed
+                if left <= 0:
+                    return False
                 self._lock.wait(left)
         return True
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread (aborting a step in progress), fail what is left and free the context."""
+    @property
+    def busy(self) -> int:
+        """Requests holding a slot or waiting for one."""
         with self._lock:
-            if self._closing:
-                return
+            return len(self._active) + len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the engine takes no more requests (closed, or its thread failed)."""
+        return self._closing
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the thread (aborting a step in progress), fail the requests left and free the context; False when
+        the thread did not stop within `timeout` (the context is then left alone)."""
+        with self._lock:
             self._closing = True
             self._abort_flag = True
             self._lock.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("the embedded model's decode thread did not stop within %.0fs", timeout)
-            return
-        self._lib.llama_batch_free(self._batch)
-        self._lib.llama_free(self._ctx)
-        self._ctx = None
+            return False
+        if self._ctx is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        return True
 
     # ---- the decode thread -------------------------------------------------------------------------------------
 
@@ -187,45 +264,67 @@ class BatchEngine:
                     if self._closing:
                         break
                 self._step()
-        except BaseException as exc:  # the thread must fail its requests, never die silently
+        except BaseException as exc:  # the thread fails its requests rather than die silently
             log.exception("the embedded model's decode thread failed")
             error = exc if isinstance(exc, BackendError) else BackendError(f"embedded model {self.name} failed: {exc}")
         finally:
             with self._lock:
                 self._closing = True
                 for job in (*self._active, *self._queue):
-                    if job.sampler is not None:
-                        self._lib.llama_sampler_free(job.sampler)
-                        job.sampler = None
-                    _fail(job, error)
+                    self._free_sampler(job)
+                    _settle(job, error=error)
+                self._greedy.clear()
                 self._active.clear()
                 self._queue.clear()
                 self._closed = True
                 self._lock.notify_all()
 
     def _admit(self) -> None:
-        """Give free slots to queued requests; one whose prompt a reading job has follows it (under the lock)."""
+        """Give free slots to queued requests, each starting from the longest prefix of its prompt already in the
+        cache, or following a job reading the same prompt (under the lock)."""
+        lib = self._lib
         while self._queue and self._free:
             job = self._queue.popleft()
             if job.cancelled:
+                self._forget(job)
                 continue
-            job.seq = self._free.pop()
             job.sampler = self._make_sampler(job)
             if job.sampler is None:
-                self._free.append(job.seq)
                 continue
+            prompt = job.prepared.prompt
+            seq = max(self._free, key=lambda s: _common(self._kept.get(s, ()), prompt))
+            self._free.remove(seq)
+            job.seq = seq
+            own = _common(self._kept.pop(seq, ()), prompt)
             leader = next(
-                (
-                    a
-                    for a in self._active
-                    if a.leader is None and a.reading and a.prepared.prompt == job.prepared.prompt
-                ),
-                None,
+                (a for a in self._active if a.leader is None and a.reading and a.prepared.prompt == prompt), None
             )
+            self._active.append(job)
             if leader is not None:
+                lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
                 job.leader = leader
                 leader.followers.append(job)
-            self._active.append(job)
+                continue
+            source, common = seq, own
+            for other in self._active:
+                if other.seq != seq and other.leader is None:
+                    n = _common(other.cells(), prompt)
+                    if n > common:
+                        source, common = other.seq, n
+            for other_seq, kept in self._kept.items():
+                n = _common(kept, prompt)
+                if n > common:
+                    source, common = other_seq, n
+            # at least the prompt's last token is read again: its logits start the answer
+            common = min(common, len(prompt) - 1)
+            if source == seq:
+                lib.llama_memory_seq_rm(self._memory, seq, common, -1)
+            else:
+                # on a unified cache the cells are shared between the sequences, not copied
+                lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+                lib.llama_memory_seq_cp(self._memory, source, seq, 0, common)
+            job.n_past = common
+            self.prompt_shared += common
 
     def _make_sampler(self, job: _Job) -> Any:
         lib = self._lib
@@ -235,9 +334,10 @@ class BatchEngine:
             grammar = lib.llama_sampler_init_grammar(self._vocab, p.grammar[0].encode(), p.grammar[1].encode())
             if not grammar:
                 lib.llama_sampler_free(chain)
-                _fail(job, BackendError("embedded model: llama.cpp refused the JSON Schema's grammar"))
+                self._forget(job)
+                _settle(job, error=BackendError("embedded model: llama.cpp refused the JSON Schema's grammar"))
                 return None
-            lib.llama_sampler_chain_add(chain, grammar)
+            job.grammar = grammar
         if p.temperature == 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
         else:
@@ -249,41 +349,58 @@ class BatchEngine:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(p.seed))
         return chain
 
+    def _free_sampler(self, job: _Job) -> None:
+        if job.sampler is not None:
+            self._lib.llama_sampler_free(job.sampler)
+            job.sampler = None
+        if job.grammar is not None:
+            self._lib.llama_sampler_free(job.grammar)
+            job.grammar = None
+
     def _drop_cancelled(self) -> None:
-        """Free the slots of cancelled requests (under the lock); a reading leader hands its cells to a follower."""
+        """Free the slots of cancelled requests (under the lock)."""
         if any(j.cancelled for j in self._queue):
+            for job in self._queue:
+                if job.cancelled:
+                    self._forget(job)
             self._queue = deque(j for j in self._queue if not j.cancelled)
         for job in [j for j in self._active if j.cancelled]:
             self._release(job)
 
-    def _release(self, job: _Job) -> None:
+    def _release(self, job: _Job, keep: bool = True) -> None:
+        """Give the job's slot back (under the lock); its cells stay for later prompts unless `keep` is false.
+        A leader still reading hands what it read to its first follower."""
         lib = self._lib
         if job.leader is not None:
             job.leader.followers.remove(job)
         elif job.followers:
             heir, *rest = job.followers
-            if job.n_past > 0:
-                lib.llama_memory_seq_cp(self._memory, job.seq, heir.seq, -1, -1)
-            heir.n_past, heir.leader, heir.followers = job.n_past, None, rest
+            lib.llama_memory_seq_rm(self._memory, heir.seq, -1, -1)
+            if keep and job.n_past > 0:
+                lib.llama_memory_seq_cp(self._memory, job.seq, heir.seq, 0, job.n_past)
+                heir.n_past = job.n_past
+            heir.leader, heir.followers = None, rest
             for f in rest:
                 f.leader = heir
-        lib.llama_memory_seq_rm(self._memory, job.seq, -1, -1)
-        if job.sampler is not None:
-            lib.llama_sampler_free(job.sampler)
-            job.sampler = None
+            job.followers = []
+        if keep and job.leader is None:
+            self._kept[job.seq] = job.cells()
+        else:
+            lib.llama_memory_seq_rm(self._memory, job.seq, -1, -1)
+        job.leader = None
+        self._forget(job)
+        self._free_sampler(job)
         self._active.remove(job)
         self._free.append(job.seq)
         self._lock.notify_all()
 
     def _step(self) -> None:
-        """Build one batch (every generating sequence's last token, then prompt chunks), decode it, sample."""
+        """One batch (every generating sequence's last token, then prompt chunks), one decode, then sampling."""
         lib = self._lib
         batch = self._batch
         n = 0
-        with self._lock:
-            jobs = list(self._active)
+        jobs = list(self._active)
         budget = PROMPT_CHUNK
-        reading = 0
         for job in jobs:
             job.out_index = -1
             if job.leader is not None:
@@ -293,16 +410,15 @@ class BatchEngine:
                     continue
                 prompt = job.prepared.prompt
                 take = min(budget, len(prompt) - job.n_past)
-                for k in range(take):
-                    batch.token[n] = prompt[job.n_past + k]
-                    batch.pos[n] = job.n_past + k
+                for k in range(job.n_past, job.n_past + take):
+                    batch.token[n] = prompt[k]
+                    batch.pos[n] = k
                     batch.n_seq_id[n] = 1
                     batch.seq_id[n][0] = job.seq
                     batch.logits[n] = 0
                     n += 1
                 job.n_past += take
                 budget -= take
-                reading += take
                 if not job.reading:
                     batch.logits[n - 1] = 1
                     job.out_index = n - 1
@@ -316,39 +432,46 @@ class BatchEngine:
                 job.n_past += 1
                 n += 1
         batch.n_tokens = n
+        read = PROMPT_CHUNK - budget
+        self.prompt_read += read
         self._step_jobs = jobs
-        check = reading >= ABORT_CHECK_MIN_TOKENS
+        check = read >= ABORT_CHECK_MIN_TOKENS
         if check:
             lib.llama_set_abort_callback(self._ctx, self._abort_cb, None)
         try:
             rc = lib.llama_decode(self._ctx, batch)
         finally:
             if check:
-                lib.llama_set_abort_callback(self._ctx, lib.ggml_abort_callback(0), None)
+                lib.llama_set_abort_callback(self._ctx, self._no_abort_cb, None)
         self.steps += 1
         if rc == 2:
-            # aborted: closing, or every sequence of the step was cancelled; both are dropped before the next step
+            # aborted (closing, or every sequence of the step cancelled): what the step wrote is unknown, so its
+            # sequences keep no cells
+            with self._lock:
+                for job in jobs:
+                    if job in self._active:
+                        self._release(job, keep=False)
             return
         if rc != 0:
-            raise BackendError(f"llama_decode failed with code {rc}; raise n_ctx or lower n_parallel")
+            raise BackendError(f"llama_decode failed (code {rc}); lower n_parallel or raise n_ctx")
         to_sample: list[_Job] = []
         for job in jobs:
             if job.out_index < 0 or job.leader is not None:
                 continue
             to_sample.append(job)
-            # the prompt is read: every job waiting on it takes a share of its cells and samples the same logits
+            # the prompt is read: the jobs waiting on it share its cells and sample from the same logits
             for f in job.followers:
                 lib.llama_memory_seq_cp(self._memory, job.seq, f.seq, -1, -1)
                 f.n_past, f.leader, f.out_index = job.n_past, None, job.out_index
+                self.prompt_shared += job.n_past
                 to_sample.append(f)
             job.followers = []
         finished: list[tuple[_Job, str]] = []
         for job in to_sample:
-            if job.cancelled:
-                continue
-            reason = self._sample(job)
-            if reason is not None:
-                finished.append((job, reason))
+            if not job.cancelled:
+                reason = self._sample(job)
+                if reason is not None:
+                    finished.append((job, reason))
         if finished:
             with self._lock:
                 for job, reason in finished:
@@ -356,22 +479,50 @@ class BatchEngine:
                         self._finish(job, reason)
 
     def _sample(self, job: _Job) -> str | None:
-        """Sample the job's next token; the finish reason when it is done, else None."""
+        """Sample the job's next token; the finish reason once it is done, else None."""
         lib = self._lib
         token = lib.llama_sampler_sample(job.sampler, self._ctx, job.out_index)
+        if job.grammar is not None:
+            token = self._grammatical(job, token)
         if lib.llama_vocab_is_eog(self._vocab, token):
             return STOP
         job.tokens.append(token)
         size = lib.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
         if size > 0:
             job.text += self._piece.raw[:size]
-        if job.prepared.stop:
-            tail = bytes(job.text[-(max(len(s) for s in job.prepared.stop) * 4 + 16) :]).decode("utf-8", "ignore")
-            if any(s in tail for s in job.prepared.stop):
+        stops = job.prepared.stop
+        if stops:
+            tail = bytes(job.text[-(4 * max(map(len, stops)) + 16) :]).decode("utf-8", "ignore")
+            if any(s in tail for s in stops):
                 return STOP
         if len(job.tokens) >= job.prepared.max_tokens:
             return LENGTH
         return None
+
+    def _grammatical(self, job: _Job, token: int) -> int:
+        """The sampled token if the grammar allows it, else one sampled again from the tokens it allows.
+
+        Applying a grammar to the whole vocabulary at every step halved the throughput of JSON answers; as llama.cpp's
+        own sampler does, the grammar checks the token drawn first and runs on every candidate only when it refuses.
+        """
+        lib = self._lib
+        np = self._np
+        one = self._one
+        one[0]["id"], one[0]["logit"], one[0]["p"] = token, 0.0, 0.0
+        single = lib.llama_token_data_array(self._one_ptr, 1, -1, False)
+        lib.llama_sampler_apply(job.grammar, ctypes.byref(single))
+        if one[0]["logit"] == -np.inf:
+            logits = lib.llama_get_logits_ith(self._ctx, job.out_index)
+            candidates = self._candidates
+            candidates["id"] = self._token_ids
+            candidates["logit"] = np.ctypeslib.as_array(logits, shape=(len(candidates),))
+            candidates["p"] = 0.0
+            every = lib.llama_token_data_array(self._candidates_ptr, len(candidates), -1, False)
+            lib.llama_sampler_apply(job.grammar, ctypes.byref(every))
+            lib.llama_sampler_apply(job.sampler, ctypes.byref(every))
+            token = int(every.data[every.selected].id)
+        lib.llama_sampler_accept(job.grammar, token)
+        return token
 
     def _finish(self, job: _Job, reason: str) -> None:
         text = self.llm.detokenize(job.tokens).decode("utf-8", errors="ignore")
@@ -387,14 +538,42 @@ class BatchEngine:
             finish_reason=reason,
         )
         self._release(job)
+        _settle(job, result=completion)
+
+    def _forget(self, job: _Job) -> None:
+        if self._greedy.get(job.prepared) is job:
+            del self._greedy[job.prepared]
+
+
+def _settle(job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+    """Resolve the job's futures, except those their callers cancelled meanwhile."""
+    for future in job.futures:
         try:
-            job.future.set_result(completion)
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
         except concurrent.futures.InvalidStateError:
             pass
 
 
-def _fail(job: _Job, error: BaseException) -> None:
-    try:
-        job.future.set_exception(error)
-    except concurrent.futures.InvalidStateError:
-        pass
+#: llama.cpp log lines (logged as errors) that are expected here: the whole cache exceeds the model's training
+#: context (each sequence stays within n_ctx), and an aborted step dropping what it wrote (a cancel, on purpose)
+_EXPECTED_LOG_LINES = (b"llama_context: n_ctx_seq", b"decode: removing memory module entries")
+_LOG_FILTER: Any = None
+
+
+def _filtered_log() -> Any:
+    """llama-cpp-python's log callback, less the lines this engine causes on purpose (kept referenced here, so that
+    ctypes does not free it)."""
+    global _LOG_FILTER
+    if _LOG_FILTER is None:
+        import llama_cpp
+        from llama_cpp import _logger
+
+        def forward(level: int, text: bytes, data: Any) -> None:
+            if not text.startswith(_EXPECTED_LOG_LINES):
+                _logger.llama_log_callback(level, text, data)
+
+        _LOG_FILTER = llama_cpp.llama_log_callback(forward)
+    return _LOG_FILTER
