@@ -12,7 +12,7 @@ class Backend(ABC):
     """A model behind one async call that takes a batch of requests and returns one completion each.
 
     Taking a whole batch lets a backend pick its own parallelism: HTTP backends fan out under a
-    semaphore, vLLM sends one `generate`, the embedded model runs them one at a time off the event loop.
+    semaphore, vLLM sends one `generate`, the embedded model decodes them together in one batched context.
     """
 
     kind: str = "abstract"

@@ -67,11 +67,14 @@ def test_a_run_stops_within_seconds_and_its_trial_is_rerun_on_resume(tmp_path, s
     assert TrialState.RUNNING not in states and states.count(TrialState.FAIL) == 1
 
 
-def test_an_eval_stops_within_seconds(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_an_eval_stops_within_seconds(tmp_path, sig):
     arch = tmp_path / "arch.yaml"
     arch.write_text("name: long\nlayers:\n  - generator: {model: embedded, samples: 4, max_tokens: 512}\n")
-    worker = _start(["eval", str(arch), "--bench", "arith", "--limit", "8", "--no-cache", "--out", str(tmp_path)], tmp_path)
+    worker = _start(
+        ["eval", str(arch), "--bench", "arith", "--limit", "8", "--no-cache", "--out", str(tmp_path)], tmp_path
+    )
     time.sleep(15)  # the model loads, then decodes
     assert worker.poll() is None, worker.stderr.read()[-2000:]
-    took = _stop(worker, signal.SIGINT)
+    took = _stop(worker, sig)
     assert took < STOP_WITHIN_S, f"took {took:.1f} s to stop"
