@@ -73,7 +73,7 @@ from archon_search.ops.generator import GENERATOR_SYSTEM
 from archon_search.ops.ranker import RANKER_PROMPT, parse_ranking
 from archon_search.ops.verifier import VERIFIER_PROMPT, parse_verdict
 from archon_search.scoring.answers import extract_number, numbers_match
-from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.runner import SearchConfig, SearchResult, run_search
 from archon_search.search.space import (
     SearchSpace,
     SpaceContext,
@@ -200,6 +200,16 @@ class Landscape:
     def backends(self, latency_ms: float = 0.0) -> dict[str, SimBackend]:
         """One simulated backend per model name."""
         return {name: SimBackend(self, name, latency_ms) for name in self.models}
+
+    def search(self, config: SearchConfig, latency_ms: float = 0.0) -> SearchResult:
+        """`archon-search run` with `config` on this landscape: its questions, its simulated models."""
+        return run_search(
+            config,
+            benchmark=self.benchmark(),
+            models=self.model_specs(),
+            backends=self.backends(latency_ms),
+            show_progress=False,
+        )
 
     # -- the world's probabilities, shared by the simulation and the ground truth --
 
@@ -643,13 +653,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         out=out,
     )
     with stopwatch() as timing:
-        result = run_search(
-            config,
-            benchmark=landscape.benchmark(),
-            models=landscape.model_specs(),
-            backends=landscape.backends(args.latency_ms),
-            show_progress=False,
-        )
+        result = landscape.search(config, args.latency_ms)
     figures = {
         "trials": result.trials,
         "wall_s": round(timing.wall_s, 3),

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from archon_search.search import objective as objective_module
-from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.runner import SearchConfig
 from perf.landscape import SPACE_FILE, Landscape
 
 #: trials whose overhead is averaged at each end of the run
@@ -89,13 +89,7 @@ def search_overhead(trials: int, items: int = 8, budget: int = 6) -> Overhead:
             out=Path(out),
             no_cache=True,
         )
-        run_search(
-            config,
-            benchmark=landscape.benchmark(),
-            models=landscape.model_specs(),
-            backends=landscape.backends(),
-            show_progress=False,
-        )
+        landscape.search(config)
         study = optuna.load_study(study_name=f"landscape-b{budget}", storage=f"sqlite:///{Path(out) / 'study.db'}")
         started = sorted((t.datetime_start, t.number) for t in study.get_trials(deepcopy=False) if t.datetime_start)
     found = Overhead(trials)

@@ -118,22 +118,18 @@ class WaitRetryAfter(wait_base):
         return self.fallback(retry_state)
 
 
-def _root(exc: BaseException) -> BaseException:
-    """The innermost exception a transport error wraps (the refused connection under the SDK's error)."""
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
-    return exc
+def _chain(exc: BaseException) -> list[BaseException]:
+    """A transport error and what it wraps, outermost first (the refused connection under the SDK's error last)."""
+    chain = [exc]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(inner)
+    return chain
 
 
 def _timed_out(exc: BaseException) -> bool:
     """Whether a transport error was a timeout. aiohttp's transport reports a refused connection as a connect
     timeout too, so what it wraps decides: a real timeout is a `TimeoutError` somewhere in the chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, TimeoutError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(e, TimeoutError) for e in _chain(exc))
 
 
 def _one_line(text: object, limit: int = 160) -> str:
@@ -192,8 +188,8 @@ class OpenAIBackend(Backend):
     """One HTTP request per `ChatRequest`, at most `max_concurrency` in flight, retried with backoff; a JSON
     Schema goes out as `response_format` only to servers the model entry says support it.
 
-    One `openai` client per backend, over one httpx pool of up to `max_concurrency` connections. The client's own retries are off so tenacity's policy
-    is the only one; each retry is logged at DEBUG, and at most one WARNING a minute says that the backend is
+    One `openai` client per backend, over one aiohttp pool of up to `max_concurrency` connections. The client's own
+    retries are off so tenacity's policy is the only one; each retry is logged at DEBUG, and at most one WARNING a minute says that the backend is
     retrying. Failures that retrying cannot fix become a one-line `BackendError` naming the model, the server
     and what to change.
     """
@@ -245,6 +241,11 @@ class OpenAIBackend(Backend):
     @property
     def model_id(self) -> str:
         return self.spec.model_id
+
+    @property
+    def _where(self) -> str:
+        """The model and server, as every error and warning of this backend names them."""
+        return f"model '{self.spec.model}' at {self.base_url}"
 
     async def complete(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Send every request concurrently (bounded by `max_concurrency`).
@@ -321,7 +322,7 @@ class OpenAIBackend(Backend):
 
     def _completion(self, response: Any, latency: float) -> Completion:
         """The completion in a chat-completions answer; an answer without one is a one-line `BackendError`."""
-        where = f"model '{self.spec.model}' at {self.base_url}"
+        where = self._where
         try:
             data = json.loads(response.content)
         except ValueError:
@@ -364,7 +365,7 @@ class OpenAIBackend(Backend):
         one line, not one per request per attempt, before its one-line error."""
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0
-        where = f"model {self.spec.model} at {self.base_url}"
+        where = self._where
         # the SDK's connection errors say only "Connection error."; what went wrong is in their cause
         what = _one_line(f"{exc} ({exc.__cause__})" if exc is not None and exc.__cause__ is not None else exc)
         log.debug("%s: %s; retry %d/%d in %.1fs", where, what, state.attempt_number, self.max_attempts - 1, sleep)
@@ -380,10 +381,10 @@ class OpenAIBackend(Backend):
             )
 
     def _error(self, exc: openai.OpenAIError) -> BackendError:
-        where = f"model '{self.spec.model}' at {self.base_url}"
+        where = self._where
         tries = f"after {self.max_attempts} attempts"
         if isinstance(exc, openai.APIConnectionError) and not _timed_out(exc):
-            cause = _one_line(_root(exc))
+            cause = _one_line(_chain(exc)[-1])
             return ServerUnavailable(f"{where}: cannot connect {tries} ({cause}); start the server or fix base_url")
         if isinstance(exc, openai.APITimeoutError):
             return ServerUnavailable(f"{where}: timed out {tries}; check the server is up and not overloaded")

@@ -23,7 +23,7 @@ from archon_search.eval.traces import write_trace
 from archon_search.lang.validate import Validated
 from archon_search.ops import OpContext, QueryState
 from archon_search.runtime.executor import Executor, QueryResult, Stopped
-from archon_search.runtime.task_context import with_instruction
+from archon_search.runtime.task_context import scorer_context, with_instruction
 from archon_search.scoring.judge import Judgement, JudgeScorer
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def question_text(benchmark: Benchmark, prompt: str) -> str:
 
 def op_context(benchmark: Benchmark) -> OpContext:
     """What ops need to know of the benchmark: its answer extractor and task kind."""
-    return OpContext(extract=benchmark.extract, task_kind=benchmark.kind, same_answer=benchmark.scorer.same_answer)
+    return scorer_context(benchmark.scorer)
 
 
 async def answer_item(

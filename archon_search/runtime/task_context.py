@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from archon_search.lang.spec import Task
 from archon_search.ops.base import OpContext
-from archon_search.scoring.base import get_scorer
+from archon_search.scoring.base import Scorer, get_scorer
 
 
 def task_context(task: Task | None) -> OpContext:
@@ -20,8 +20,12 @@ def task_context(task: Task | None) -> OpContext:
         return OpContext()
     if task.answer_format is None:
         return OpContext(task_kind=task.kind)
-    scorer = get_scorer(task.answer_format)
-    return OpContext(extract=scorer.extract, task_kind=task.kind, same_answer=scorer.same_answer)
+    return scorer_context(get_scorer(task.answer_format))
+
+
+def scorer_context(scorer: Scorer) -> OpContext:
+    """The ops' context of a task checked by `scorer`: its extractor, its kind, its comparison of two answers."""
+    return OpContext(extract=scorer.extract, task_kind=scorer.kind, same_answer=scorer.same_answer)
 
 
 def with_instruction(prompt: str, instruction: str) -> str:

@@ -57,9 +57,9 @@ class SearchDisplay:
             for line in lines:
                 self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    def update(self, finished: int, best: str, calls: int, running_elsewhere: int = 0) -> None:
-        """Trials finished in the study, the best so far as text, and the LM calls this worker made."""
-        self.finished, self.best, self.calls, self.running_elsewhere = finished, best, calls, running_elsewhere
+    def update(self, finished: int, best: str, running_elsewhere: int = 0) -> None:
+        """Trials finished in the study, the best so far as text, and trials other workers are running."""
+        self.finished, self.best, self.running_elsewhere = finished, best, running_elsewhere
         status = self._status()
         self.progress.update(self.trials, completed=finished, status=status)
         if self.plain and finished > self.reported:
@@ -67,7 +67,7 @@ class SearchDisplay:
             self.console.print(f"{self.title}: {finished}/{self.total} trials, {status}", highlight=False, markup=False)
 
     def spend(self, calls: int) -> None:
-        """`calls` more LM calls made (a question of the running trial finished)."""
+        """`calls` more LM calls made by this worker (a question of the running trial finished)."""
         self.calls += calls
         self.progress.update(self.trials, status=self._status())
 

@@ -117,7 +117,7 @@ def write_arch(out: Path, number: int, checked: Validated, description: str, tas
 class TrialRunner:
     """Everything one trial needs: the space, the dev items, the backends, and where to write.
 
-    `progress(n)` hears of every chunk of scored questions; `calls_spent` adds up the LM calls made.
+    `progress(n)` hears of every chunk of scored questions, `on_calls(n)` of the LM calls of each finished one.
     """
 
     space: SearchSpace
@@ -132,7 +132,6 @@ class TrialRunner:
     progress: Callable[[int], None] | None = None
     #: hears of the LM calls of each question as it finishes, so a live counter moves during a trial
     on_calls: Callable[[int], None] | None = None
-    calls_spent: int = 0
 
     async def run(self, trial: optuna.Trial) -> list[float]:
         """Score one trial's architecture on dev (or take a twin's result); raise `TrialPruned` to stop early.
@@ -164,7 +163,7 @@ class TrialRunner:
             chunk_size=self.chunk,
             on_chunk=self._chunk_reporter(trial, prunable),
             progress=self.progress,
-            on_calls=self._spent,
+            on_calls=self.on_calls,
         )
         result = self._result(trial, evaluated.summary)
         trial.set_user_attr("result", result)
@@ -177,11 +176,6 @@ class TrialRunner:
         description = f"baseline {baseline}" if baseline else f"trial {trial.number} of study {self.study_name}"
         write_arch(self.out, trial.number, checked, description, self.benchmark.task())
         return checked
-
-    def _spent(self, calls: int) -> None:
-        self.calls_spent += calls
-        if self.on_calls is not None:
-            self.on_calls(calls)
 
     def _chunk_reporter(self, trial: optuna.Trial, prunable: bool) -> Callable[[ChunkDone], None]:
         """What hears of each scored chunk: it reports scores to Optuna and prunes."""

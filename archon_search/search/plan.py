@@ -7,9 +7,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from archon_search.lang.render import plural
+from archon_search.lang.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class SearchPlan:
     trials: int
     dev_n: int
     test_n: int
-    models: Mapping[str, Any]
+    models: Mapping[str, ModelSpec]
     #: (name, LM calls per question) of each baseline
     baselines: Sequence[tuple[str, int]]
     max_tokens: int
@@ -57,11 +57,9 @@ class SearchPlan:
         ]
 
 
-def _describe(spec: Any) -> str:
-    """`backend: model` of a model entry (a backend passed in directly shows its kind)."""
-    backend = getattr(spec, "backend", None) or getattr(spec, "kind", type(spec).__name__)
-    model = getattr(spec, "model_id", None)
-    return f"{backend}: {model}" if model and model != backend else str(backend)
+def _describe(spec: ModelSpec) -> str:
+    """`backend: model` of a model entry (a scripted one is just `scripted`)."""
+    return spec.backend if spec.model_id == spec.backend else f"{spec.backend}: {spec.model_id}"
 
 
 def eta_seconds(trial_seconds: Sequence[float], remaining: int, running_for: float = 0.0) -> float | None:

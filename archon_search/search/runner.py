@@ -414,7 +414,7 @@ def _run_study(
             # the run folder shows the study as it stands, however the search stopped (after an interrupted trial
             # is marked failed)
             write_records(run.out, info, study.get_trials(deepcopy=False))
-        wait_for_running(study, on_wait=lambda n: display.update(*_progress(run, study.get_trials(deepcopy=False)), n))
+        wait_for_running(study, on_wait=lambda n: display.update(*_progress(study.get_trials(deepcopy=False)), n))
         return _finish(run)
 
 
@@ -451,8 +451,8 @@ def _best_text(trials: list[FrozenTrial]) -> str:
     return f"{result_of(top)['dev_score']:.3f} (#{top.number})"
 
 
-def _progress(run: _Run, trials: list[FrozenTrial]) -> tuple[int, str, int]:
-    return tally(trials)[0], _best_text(trials), run.runner.calls_spent
+def _progress(trials: list[FrozenTrial]) -> tuple[int, str]:
+    return tally(trials)[0], _best_text(trials)
 
 
 def _search(run: _Run) -> None:
@@ -493,9 +493,10 @@ def _trials(run: _Run, objective: Callable[[optuna.Trial], list[float]], fixed: 
         if requeue(study, trials, fixed):
             trials = study.get_trials(deepcopy=False)
         finished, running = tally(trials)
-        run.display.update(*_progress(run, trials), running)
-        if time.monotonic() - run.records_written >= RECORDS_EVERY_S or finished >= target:
-            # rewriting every trial's row after each trial would make the search's own cost grow with the study
+        run.display.update(*_progress(trials), running)
+        if time.monotonic() - run.records_written >= RECORDS_EVERY_S:
+            # rewriting every trial's row after each trial would make the search's own cost grow with the study;
+            # `_run_study` writes them once more however the search stops
             write_records(run.out, run.info, trials)
             run.records_written = time.monotonic()
         if finished >= target:

@@ -8,7 +8,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from archon_search.search.runner import SearchConfig, run_search
+from archon_search.search.runner import SearchConfig
 from perf.landscape import SPACE_FILE, Landscape
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard", reason="pip install -e '.[dashboard]'")
@@ -32,13 +32,7 @@ def test_optuna_dashboard_reads_the_runs_study(tmp_path):
     landscape = Landscape(n_items=12)
     out = tmp_path / "run"
     config = SearchConfig(bench="landscape", budget=6, trials=4, space_file=SPACE_FILE, out=out)
-    run_search(
-        config,
-        benchmark=landscape.benchmark(),
-        models=landscape.model_specs(),
-        backends=landscape.backends(),
-        show_progress=False,
-    )
+    landscape.search(config)
     # what `optuna-dashboard sqlite:///results/<run>/study.db` serves
     app = optuna_dashboard.wsgi(f"sqlite:///{out / 'study.db'}")
     status, listing = _get(app, "/api/studies")

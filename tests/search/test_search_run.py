@@ -40,13 +40,7 @@ def landscape() -> Landscape:
 
 def search(landscape: Landscape, out: Path, trials: int, **options) -> object:
     config = SearchConfig(bench="landscape", budget=BUDGET, trials=trials, space_file=SPACE_FILE, out=out, **options)
-    return run_search(
-        config,
-        benchmark=landscape.benchmark(),
-        models=landscape.model_specs(),
-        backends=landscape.backends(),
-        show_progress=False,
-    )
+    return landscape.search(config)
 
 
 def load_study(out: Path, name: str = f"landscape-b{BUDGET}") -> optuna.Study:
